@@ -1,0 +1,339 @@
+"""Base classes and data containers shared by every component.
+
+Components follow scikit-learn's conventions: ``__init__`` only stores its
+keyword parameters (the constructor signature *is* the parameter schema that
+recipes are validated against), learned state ends in ``_``, ``fit`` returns
+``self``. Heavy libraries (torch, timm, sentence-transformers, faiss, sklearn)
+are imported inside methods, never at module level, so that listing and
+validating stay fast.
+
+Kinds of component (the registry keys):
+
+========== ===================================================================
+reader     ``read(ctx) -> RawDataset`` raw items per modality, plus labels
+encoder    ``fit(data, ctx)``, ``encode(data, ctx) -> float32 (n, dim)``
+adapter    width adapters: ``fit(X)``, ``transform(X)`` -> common width
+sampler    ``plan(pool, rng, ...) -> DrawPlan`` (indices only, no vectors)
+perturbation ``apply(plan, rng) -> DrawPlan`` (marks draws replaced by noise)
+aggregator ``reduce(gathered, mask) -> (n, out_dim)``
+index      vector index: ``add(X, ids)``, ``search(Q, k)``, ``save``/``load``
+task       ``run(ctx) -> dict`` an experiment that writes tables/figures
+========== ===================================================================
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+
+KINDS = ("reader", "encoder", "adapter", "sampler", "perturbation", "aggregator", "index", "task")
+#: Input kinds a reader may produce and an encoder may consume.
+INPUT_KINDS = ("matrix", "text", "image", "embedding")
+
+
+class Component:
+    """Base of all components: parameter handling in the scikit-learn style."""
+
+    #: filled by the registry when the component is registered
+    component_kind: ClassVar[str] = ""
+
+    @classmethod
+    def param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p.name for p in list(sig.parameters.values())[1:]
+                if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+    @classmethod
+    def default_params(cls) -> dict[str, Any]:
+        sig = inspect.signature(cls.__init__)
+        out: dict[str, Any] = {}
+        for p in list(sig.parameters.values())[1:]:
+            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is not p.empty:
+                out[p.name] = p.default
+        return out
+
+    def get_params(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.param_names() if hasattr(self, name)}
+
+    def set_params(self, **params: Any) -> "Component":
+        for key, value in params.items():
+            setattr(self, key, value)
+        return self
+
+    def __repr__(self) -> str:  # pragma: no cover - cosmetic
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+
+# --------------------------------------------------------------------------- data
+
+@dataclass
+class ModalityData:
+    """Raw items of one modality, one row per item (a patient, a sentence, a tile).
+
+    ``data`` depends on ``kind``:
+      * ``matrix``: float32 array (n_items, n_features); ``feature_names`` names columns
+      * ``text``: list of str, one per item (a sentence)
+      * ``image``: list of file paths (str) or of HxWx3 uint8 arrays
+      * ``embedding``: float32 array (n_items, dim) that is already an embedding
+    ``labels`` holds per-item label arrays (e.g. ``cancer_type``).
+    ``fingerprint`` identifies the input content (sha of the source files and
+    reader parameters); it becomes part of every cache key downstream.
+    """
+
+    modality: str
+    kind: str
+    patient_ids: np.ndarray
+    item_ids: np.ndarray
+    data: Any
+    feature_names: list[str] | None = None
+    labels: dict[str, np.ndarray] = field(default_factory=dict)
+    source: str = ""
+    fingerprint: str = ""
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.patient_ids = np.asarray(self.patient_ids).astype(str)
+        self.item_ids = np.asarray(self.item_ids).astype(str)
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    def subset(self, index: Sequence[int] | np.ndarray) -> "ModalityData":
+        """Rows ``index`` as a new ModalityData (same fingerprint plus a suffix)."""
+        index = np.asarray(index)
+        if isinstance(self.data, np.ndarray):
+            data = self.data[index]
+        else:
+            data = [self.data[int(i)] for i in index]
+        return ModalityData(
+            modality=self.modality, kind=self.kind,
+            patient_ids=self.patient_ids[index], item_ids=self.item_ids[index],
+            data=data, feature_names=self.feature_names,
+            labels={k: np.asarray(v)[index] for k, v in self.labels.items()},
+            source=self.source, fingerprint=self.fingerprint, extras=dict(self.extras),
+        )
+
+
+@dataclass
+class RawDataset:
+    """What a reader returns: modalities by name, and a patient label table.
+
+    ``labels`` maps a label name (``cancer_type``, ``subtype``, ``tmb_class``...)
+    to a dict ``{patient_id: value}``.
+    """
+
+    modalities: dict[str, ModalityData] = field(default_factory=dict)
+    labels: dict[str, dict[str, Any]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DrawPlan:
+    """Which stored embeddings make up each aggregate: indices only.
+
+    Arrays have shape ``(n, r, k_max)``: ``n`` aggregates, ``r`` repeats that
+    are concatenated (1 for modality-level sampling) and ``k_max`` draw slots.
+      * ``mod``: int8 modality index into ``modalities``; -1 marks an unused slot
+        (when the sample count ``k`` of that aggregate is below ``k_max``)
+      * ``item``: int64 row in that modality's store
+      * ``noise``: bool, True where a draw was replaced by Gaussian noise
+    ``k`` is the sample count of each aggregate; ``patient_ids`` and
+    ``group_labels`` carry per-aggregate labels (cancer type, patient...).
+    """
+
+    modalities: list[str]
+    mod: np.ndarray
+    item: np.ndarray
+    k: np.ndarray
+    noise: np.ndarray | None = None
+    noise_std: float = 0.1
+    patient_ids: np.ndarray | None = None
+    group_labels: dict[str, np.ndarray] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.mod.ndim != 3 or self.mod.shape != self.item.shape:
+            raise ValueError(f"DrawPlan arrays must be (n, r, k_max), got mod {self.mod.shape} item {self.item.shape}")
+        if self.noise is None:
+            self.noise = np.zeros(self.mod.shape, dtype=bool)
+
+    @property
+    def n(self) -> int:
+        return int(self.mod.shape[0])
+
+    @property
+    def repeats(self) -> int:
+        return int(self.mod.shape[1])
+
+    @property
+    def k_max(self) -> int:
+        return int(self.mod.shape[2])
+
+    def counts(self) -> np.ndarray:
+        """(n, n_modalities) int32: real (non-noise) draws of each modality, over all repeats."""
+        real = (~self.noise) & (self.mod >= 0)
+        out = np.zeros((self.n, len(self.modalities)), dtype=np.int32)
+        for m in range(len(self.modalities)):
+            out[:, m] = ((self.mod == m) & real).sum(axis=(1, 2))
+        return out
+
+    def presence(self) -> np.ndarray:
+        """(n, n_modalities) int8: 1 where a modality contributes at least one real draw."""
+        return (self.counts() > 0).astype(np.int8)
+
+    def take(self, index: np.ndarray) -> "DrawPlan":
+        index = np.asarray(index)
+        return DrawPlan(
+            modalities=list(self.modalities), mod=self.mod[index], item=self.item[index],
+            k=self.k[index], noise=self.noise[index], noise_std=self.noise_std,
+            patient_ids=None if self.patient_ids is None else self.patient_ids[index],
+            group_labels={key: v[index] for key, v in self.group_labels.items()},
+            meta=dict(self.meta),
+        )
+
+
+@dataclass
+class Aggregates:
+    """Aggregated vectors with their labels (the output of sampling + aggregation)."""
+
+    X: np.ndarray
+    modalities: list[str]
+    counts: np.ndarray
+    k: np.ndarray
+    patient_ids: np.ndarray | None = None
+    group_labels: dict[str, np.ndarray] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def presence(self) -> np.ndarray:
+        return (self.counts > 0).astype(np.int8)
+
+    def __len__(self) -> int:
+        return int(self.X.shape[0])
+
+
+# --------------------------------------------------------------------------- components
+
+class Reader(Component):
+    """Reads raw inputs into a :class:`RawDataset`."""
+
+    component_kind = "reader"
+    #: modalities this reader can produce (for listing); empty = labels only
+    provides: ClassVar[tuple[str, ...]] = ()
+
+    def read(self, ctx: "Any") -> RawDataset:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def fingerprint_inputs(self) -> list[str]:
+        """Paths whose content identifies this reader's input (for cache keys)."""
+        return []
+
+
+class Encoder(Component):
+    """Turns raw items of one modality into float32 vectors."""
+
+    component_kind = "encoder"
+    modality: ClassVar[str] = "any"
+    input_kind: ClassVar[str] = "matrix"
+    #: model card: licence, gated, weights_source, params, dim, tags
+    card: ClassVar[dict[str, Any]] = {}
+    #: True when ``fit`` learns from the data (VAEs); False for pretrained models
+    trainable: ClassVar[bool] = False
+    #: preferred number of items per encode shard (cache and resume unit)
+    shard_size: ClassVar[int] = 4096
+
+    @property
+    def output_dim(self) -> int:
+        dim = getattr(self, "dim", None) or self.card.get("dim")
+        if dim is None:
+            raise NotImplementedError(f"{type(self).__name__} does not declare its output width")
+        return int(dim)
+
+    def fit(self, data: ModalityData, ctx: Any = None) -> "Encoder":
+        return self
+
+    def encode(self, data: ModalityData, ctx: Any = None) -> np.ndarray:  # pragma: no cover
+        raise NotImplementedError
+
+    def save(self, path: str) -> None:
+        """Persist learned state (trainable encoders)."""
+
+    def load(self, path: str) -> "Encoder":
+        return self
+
+
+class Adapter(Component):
+    """Maps an encoder's output width onto the recipe's common width."""
+
+    component_kind = "adapter"
+
+    def fit(self, X: np.ndarray, dim: int, rng: np.random.Generator | None = None) -> "Adapter":
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:  # pragma: no cover
+        raise NotImplementedError
+
+
+class Sampler(Component):
+    """Builds a :class:`DrawPlan` from an embedding pool."""
+
+    component_kind = "sampler"
+
+    def plan(self, pool: Any, rng: np.random.Generator) -> DrawPlan:  # pragma: no cover
+        raise NotImplementedError
+
+
+class Perturbation(Component):
+    """Changes a :class:`DrawPlan` (e.g. replaces draws by noise)."""
+
+    component_kind = "perturbation"
+    #: "test" (train clean / test noisy), "train" or "both"
+    apply_to: str = "test"
+
+    def apply(self, plan: DrawPlan, rng: np.random.Generator) -> DrawPlan:  # pragma: no cover
+        raise NotImplementedError
+
+
+class Aggregator(Component):
+    """Reduces gathered draws ``(n, k_max, d)`` with a mask ``(n, k_max)`` to ``(n, out)``."""
+
+    component_kind = "aggregator"
+
+    def output_dim(self, dim: int, k_max: int) -> int:
+        return dim
+
+    def reduce(self, gathered: np.ndarray, mask: np.ndarray) -> np.ndarray:  # pragma: no cover
+        raise NotImplementedError
+
+
+class Index(Component):
+    """A vector index over aggregates (retrieval)."""
+
+    component_kind = "index"
+
+    def build(self, X: np.ndarray, ids: np.ndarray) -> "Index":  # pragma: no cover
+        raise NotImplementedError
+
+    def search(self, Q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
+        """Return (distances or scores (nq, k), ids (nq, k))."""
+        raise NotImplementedError
+
+    def save(self, path: str) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    @classmethod
+    def load(cls, path: str) -> "Index":  # pragma: no cover
+        raise NotImplementedError
+
+
+class Task(Component):
+    """An experiment: reads the pool through the run context, writes results."""
+
+    component_kind = "task"
+
+    def run(self, ctx: Any) -> dict[str, Any]:  # pragma: no cover
+        raise NotImplementedError

@@ -1,0 +1,243 @@
+"""The embedding pool (all modality stores of a run, plus patient labels) and
+the vectorised gather-and-reduce that turns a DrawPlan into aggregates.
+
+Nothing here loops in Python per aggregate: plans are index arrays; gathering
+runs chunk by chunk with numpy fancy indexing on memory-mapped stores, so
+memory stays bounded by ``chunk`` whatever the store size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from .components import Aggregates, DrawPlan
+from .errors import DataError
+
+
+@dataclass
+class ModalityView:
+    """One modality of a pool: a store (or an array) and the rows in use."""
+
+    name: str
+    embeddings: np.ndarray  # (N, d) float32, usually a memmap
+    patient_ids: np.ndarray  # (N,) str
+    labels: dict[str, np.ndarray] = field(default_factory=dict)  # per item
+    rows: np.ndarray | None = None  # allowed rows (None = all)
+
+    def __post_init__(self) -> None:
+        if self.rows is None:
+            self.rows = np.arange(self.embeddings.shape[0], dtype=np.int64)
+
+    @property
+    def n(self) -> int:
+        return int(len(self.rows))
+
+    def item_label(self, name: str) -> np.ndarray:
+        """Per-row label over ``rows``."""
+        if name == "patient_id":
+            return self.patient_ids[self.rows]
+        if name not in self.labels:
+            raise DataError(f"modality {self.name!r} has no item label {name!r}",
+                            hint=f"available: {', '.join(sorted(self.labels)) or '(none)'}")
+        return self.labels[name][self.rows]
+
+
+class EmbeddingPool:
+    """All modalities of a run, aligned on patient ids, plus patient-level labels."""
+
+    def __init__(self, views: Mapping[str, ModalityView], labels: Mapping[str, Mapping[str, Any]] | None = None):
+        self.views: dict[str, ModalityView] = dict(views)
+        if not self.views:
+            raise DataError("the embedding pool is empty: no modality has any embedding",
+                            hint="check the recipe's modalities and that their readers found input")
+        dims = {v.name: v.embeddings.shape[1] for v in self.views.values()}
+        if len(set(dims.values())) > 1:
+            raise DataError(f"modalities have different widths {dims}; aggregation needs one common width",
+                            hint="add a width adapter (zero-pad, truncate, random-projection, pca) "
+                                 "to the modalities whose width differs")
+        for v in self.views.values():
+            if v.n == 0:
+                raise DataError(f"modality {v.name!r} has no embeddings in this pool",
+                                hint="disable it in the recipe (enabled: false) or check its input")
+        self.labels: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (labels or {}).items()}
+
+    @classmethod
+    def from_stores(cls, stores: Mapping[str, Any], labels: Mapping[str, Mapping[str, Any]] | None = None
+                    ) -> "EmbeddingPool":
+        views = {}
+        for name, store in stores.items():
+            item_labels = {k: v for k, v in store.items.items() if k not in ("patient_id", "item_id")}
+            views[name] = ModalityView(name=name, embeddings=store.embeddings, patient_ids=store.patient_ids,
+                                       labels=item_labels)
+        return cls(views, labels)
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, tuple[np.ndarray, Iterable[str]]],
+                    labels: Mapping[str, Mapping[str, Any]] | None = None,
+                    item_labels: Mapping[str, Mapping[str, np.ndarray]] | None = None) -> "EmbeddingPool":
+        """Build a pool from in-memory ``{modality: (X, patient_ids)}`` (tests, notebooks)."""
+        views = {}
+        for name, (X, pids) in arrays.items():
+            views[name] = ModalityView(name=name, embeddings=np.asarray(X, dtype=np.float32),
+                                       patient_ids=np.asarray(list(pids)).astype(str),
+                                       labels=dict((item_labels or {}).get(name, {})))
+        return cls(views, labels)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.views)
+
+    @property
+    def dim(self) -> int:
+        return int(next(iter(self.views.values())).embeddings.shape[1])
+
+    def patients(self) -> np.ndarray:
+        """Sorted unique patient ids over all modalities (in use)."""
+        ids = [v.patient_ids[v.rows] for v in self.views.values()]
+        return np.unique(np.concatenate(ids)) if ids else np.array([], dtype=str)
+
+    def patient_label(self, name: str, patients: Iterable[str]) -> np.ndarray:
+        """Patient-level label (object array, None where unknown)."""
+        table = self.labels.get(name)
+        if table is None:
+            # fall back on an item label that is constant per patient
+            for v in self.views.values():
+                if name in v.labels:
+                    table = dict(zip(v.patient_ids, v.labels[name]))
+                    for v2 in self.views.values():
+                        if name in v2.labels:
+                            table.update(zip(v2.patient_ids, v2.labels[name]))
+                    break
+        if table is None:
+            raise DataError(f"no label {name!r} in this run",
+                            hint=f"labels: {', '.join(sorted(self.labels)) or '(none)'}; add a label reader")
+        return np.array([table.get(p) for p in patients], dtype=object)
+
+    def availability(self) -> dict[str, np.ndarray]:
+        """modality -> sorted patients that have at least one item."""
+        return {name: np.unique(v.patient_ids[v.rows]) for name, v in self.views.items()}
+
+    def restrict(self, patients: Iterable[str] | None = None, modalities: Iterable[str] | None = None
+                 ) -> "EmbeddingPool":
+        """A view on a subset of patients and/or modalities (no data copied)."""
+        keep = None if patients is None else np.asarray(sorted(set(map(str, patients))))
+        views = {}
+        for name, v in self.views.items():
+            if modalities is not None and name not in set(modalities):
+                continue
+            rows = v.rows
+            if keep is not None:
+                rows = rows[np.isin(v.patient_ids[rows], keep)]
+            views[name] = ModalityView(name=name, embeddings=v.embeddings, patient_ids=v.patient_ids,
+                                       labels=v.labels, rows=rows)
+        pool = EmbeddingPool.__new__(EmbeddingPool)
+        pool.views = views
+        pool.labels = self.labels
+        return pool
+
+    def summary(self, label: str = "cancer_type") -> dict[str, Any]:
+        """Items and patients per modality (and per label value), and embedding statistics.
+
+        The per-modality mean vector norm and the norm of the mean vector are
+        reported because a modality's recognisability inside a sum depends on
+        them (SPEC 2.5: centred embeddings hide presence).
+        """
+        out: dict[str, Any] = {"modalities": {}}
+        for name, v in self.views.items():
+            rows = v.rows
+            sample = rows if len(rows) <= 20000 else rows[np.linspace(0, len(rows) - 1, 20000).astype(np.int64)]
+            X = np.asarray(v.embeddings[np.sort(sample)], dtype=np.float64)
+            pids = v.patient_ids[rows]
+            entry: dict[str, Any] = {
+                "items": int(len(rows)),
+                "patients": int(len(np.unique(pids))),
+                "dim": int(v.embeddings.shape[1]),
+                "mean_norm": float(np.linalg.norm(X, axis=1).mean()) if len(X) else 0.0,
+                "norm_of_mean": float(np.linalg.norm(X.mean(axis=0))) if len(X) else 0.0,
+                "mean_std": float(X.std(axis=0).mean()) if len(X) else 0.0,
+            }
+            try:
+                lab = self.patient_label(label, np.unique(pids))
+                vals, counts = np.unique(np.array([str(x) for x in lab]), return_counts=True)
+                entry[f"patients_by_{label}"] = {str(a): int(b) for a, b in zip(vals, counts)}
+            except DataError:
+                pass
+            out["modalities"][name] = entry
+        return out
+
+
+# ----------------------------------------------------------------------------- aggregation
+
+def aggregate(plan: DrawPlan, pool: EmbeddingPool, aggregator: Any, *, chunk: int = 2048,
+              noise_seed: int = 0, out: np.ndarray | None = None, progress: Any = None) -> Aggregates:
+    """Gather the rows a plan names and reduce them, chunk by chunk.
+
+    Memory beyond the output is about ``chunk * r * k_max * dim * 4`` bytes.
+    Noise draws get fresh N(0, plan.noise_std) vectors from a generator seeded
+    by ``noise_seed`` and the chunk number, so results do not depend on
+    ``chunk`` order of execution.
+    """
+    mods = plan.modalities
+    for m in mods:
+        if m not in pool.views:
+            raise DataError(f"plan uses modality {m!r} that is not in the pool ({', '.join(pool.modalities)})")
+    d = pool.dim
+    n, r, kmax = plan.mod.shape
+    out_dim = int(aggregator.output_dim(d, kmax))
+    if out is None:
+        out = np.empty((n, r * out_dim), dtype=np.float32)
+    embs = [pool.views[m].embeddings for m in mods]
+    chunk = max(1, int(chunk))
+    buf = np.empty((chunk * r, kmax, d), dtype=np.float32)
+    starts = range(0, n, chunk)
+    if progress is not None:
+        starts = progress(starts)
+    for ci, start in enumerate(starts):
+        stop = min(n, start + chunk)
+        c = stop - start
+        mod = plan.mod[start:stop].reshape(c * r, kmax)
+        item = plan.item[start:stop].reshape(c * r, kmax)
+        noise = plan.noise[start:stop].reshape(c * r, kmax)
+        G = buf[: c * r]
+        G.fill(0.0)
+        for mi, emb in enumerate(embs):
+            sel = (mod == mi) & ~noise
+            if sel.any():
+                G[sel] = emb[item[sel]]
+        if noise.any():
+            rng = np.random.default_rng([noise_seed, ci, start])
+            G[noise] = rng.normal(0.0, plan.noise_std, size=(int(noise.sum()), d)).astype(np.float32)
+        mask = mod >= 0
+        reduced = aggregator.reduce(G, mask)
+        out[start:stop] = reduced.reshape(c, r * out_dim)
+    return Aggregates(X=out, modalities=list(mods), counts=plan.counts(), k=plan.k.copy(),
+                      patient_ids=None if plan.patient_ids is None else plan.patient_ids.copy(),
+                      group_labels={k: v.copy() for k, v in plan.group_labels.items()},
+                      meta={**plan.meta, "repeats": r, "k_max": kmax, "dim": d})
+
+
+def save_aggregates(path: Any, agg: Aggregates) -> None:
+    """Write aggregates as a folder of .npy files + labels.json (atomic per file)."""
+    import json
+    from pathlib import Path
+
+    from .store import atomic_save_npy, atomic_write_json
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    atomic_save_npy(path / "X.npy", agg.X)
+    atomic_save_npy(path / "counts.npy", agg.counts)
+    atomic_save_npy(path / "presence.npy", agg.presence)
+    atomic_save_npy(path / "k.npy", agg.k)
+    if agg.patient_ids is not None:
+        atomic_save_npy(path / "patient_ids.npy", np.asarray(agg.patient_ids).astype(str))
+    for key, value in agg.group_labels.items():
+        atomic_save_npy(path / f"label_{key}.npy", np.asarray([str(x) for x in value]))
+    atomic_write_json(path / "meta.json", {"modalities": agg.modalities, "n": len(agg),
+                                           "width": int(agg.X.shape[1]),
+                                           "labels": sorted(agg.group_labels), **json.loads(
+                                               json.dumps(agg.meta, default=str))})

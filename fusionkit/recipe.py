@@ -1,0 +1,531 @@
+"""YAML recipes: load, override (``--set``), validate before anything heavy
+loads, and resolve (all defaults filled) for the run record.
+
+A recipe (schema 1)::
+
+    schema: 1
+    name: tumor_origin
+    seed: 7
+    width: 768                       # the common embedding width
+    vars: {root: ../data}            # ${root} is replaced in every string
+    data:
+      reader: {name: synthetic-tcga, params: {n_patients: 300}}
+    modalities:
+      rna:
+        reader: ...                  # optional, defaults to data.reader
+        input: rna                   # modality of the reader's output (default: the key)
+        encoder: {name: rna-vae, params: {epochs: 20}}
+        adapter: {name: zero-pad}    # optional width adapter
+    labels: [{name: tcga-labels, params: {root: ${root}}}]
+    sampling:   {<name>: {name: modality-level, params: {...}}}
+    perturbations: {<name>: {name: gaussian-replace, params: {...}}}
+    aggregator: {name: sum}
+    index: {name: faiss-flat}
+    tasks:      {<name>: {name: recognizer, params: {...}}}
+    output: {dir: runs/tumor_origin, cache: null, save_aggregates: true}
+    executor: {name: local, params: {workers: 1}}
+
+A component may be written as a bare name (``encoder: sbert``). Input paths
+resolve relative to the recipe file; ``output.dir`` relative to the current
+directory.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ComponentError, FusionkitError, RecipeError
+from .registry import ComponentInfo, suggest
+
+SCHEMA_VERSION = 1
+TOP_KEYS = ("schema", "name", "description", "seed", "width", "vars", "data", "modalities", "labels",
+            "sampling", "perturbations", "aggregator", "index", "tasks", "output", "executor")
+MODALITY_KEYS = ("reader", "input", "encoder", "adapter", "enabled")
+SPEC_KEYS = ("name", "params")
+OUTPUT_KEYS = ("dir", "cache", "save_aggregates")
+EXECUTORS = ("local", "ray")
+EXECUTOR_PARAMS = {"local": ("workers",), "ray": ("workers", "address", "num_cpus", "num_gpus")}
+_PATH_PARAM = re.compile(r"(^|_)(path|paths|root|dir|file|files|folder)$")
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+# ----------------------------------------------------------------------------- loading
+
+def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise RecipeError(f"recipe file not found: {str(path)!r}", hint="check the path, or run `fusionkit list` ")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise RecipeError(f"malformed YAML: {problem}", where=where,
+                          hint="check indentation and that every 'key: value' has a space after the colon") from exc
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise RecipeError(f"a recipe must be a mapping at the top level, got {type(raw).__name__}", where=str(path))
+    return raw
+
+
+def parse_set(expr: str) -> tuple[list[str], Any]:
+    """``a.b.c=value`` -> (["a", "b", "c"], parsed YAML scalar)."""
+    if "=" not in expr:
+        raise RecipeError(f"--set {expr!r} must look like key.path=value",
+                          hint="e.g. --set modalities.text.encoder.name=sbert")
+    key, value = expr.split("=", 1)
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise RecipeError(f"--set {expr!r} has an empty key")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        parsed = value
+    return parts, parsed
+
+
+def apply_overrides(raw: dict[str, Any], sets: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    raw = copy.deepcopy(raw)
+    for expr in sets or ():
+        parts, value = parse_set(expr)
+        node = raw
+        for i, part in enumerate(parts[:-1]):
+            nxt = node.get(part) if isinstance(node, dict) else None
+            if nxt is None:
+                nxt = {}
+                node[part] = nxt
+            elif isinstance(nxt, str) and _is_spec_path(parts, i):
+                nxt = {"name": nxt}
+                node[part] = nxt
+            elif not isinstance(nxt, dict):
+                raise RecipeError(f"--set {expr!r}: {'.'.join(parts[:i + 1])} is not a mapping")
+            node = nxt
+        node[parts[-1]] = value
+    return raw
+
+
+def _is_spec_path(parts: list[str], i: int) -> bool:
+    return parts[i] in ("encoder", "adapter", "reader", "aggregator", "index") or (
+        i >= 1 and parts[i - 1] in ("sampling", "perturbations", "tasks"))
+
+
+def interpolate(obj: Any, variables: dict[str, Any], where: str = "") -> Any:
+    if isinstance(obj, str):
+        def repl(m: re.Match[str]) -> str:
+            name = m.group(1)
+            if name not in variables:
+                raise RecipeError(f"unknown variable ${{{name}}}", where=where or None,
+                                  hint=f"define it under vars:, or --set vars.{name}=...")
+            return str(variables[name])
+        return _VAR.sub(repl, obj)
+    if isinstance(obj, list):
+        return [interpolate(v, variables, f"{where}[{i}]") for i, v in enumerate(obj)]
+    if isinstance(obj, dict):
+        return {k: interpolate(v, variables, f"{where}.{k}" if where else str(k)) for k, v in obj.items()}
+    return obj
+
+
+# ----------------------------------------------------------------------------- binding
+
+def bind_params(info: ComponentInfo, params: dict[str, Any], *, where: str | None = None) -> dict[str, Any]:
+    """Check ``params`` against the component's constructor; return all params with defaults."""
+    factory = info.factory
+    try:
+        sig = inspect.signature(factory.__init__ if inspect.isclass(factory) else factory)
+    except (TypeError, ValueError):  # pragma: no cover
+        return dict(params)
+    plist = [p for p in sig.parameters.values() if p.name != "self"]
+    accepts_kwargs = any(p.kind is p.VAR_KEYWORD for p in plist)
+    named = {p.name: p for p in plist if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    issues: list[FusionkitError] = []
+    if not isinstance(params, dict):
+        raise ComponentError(f"params of {info.kind} {info.name!r} must be a mapping, got {type(params).__name__}",
+                             where=where)
+    for key in params:
+        if key not in named and not accepts_kwargs:
+            hint = suggest(key, list(named)) or f"accepted: {', '.join(named) or '(none)'}"
+            issues.append(ComponentError(f"unknown parameter {key!r} for {info.kind} {info.name!r}",
+                                         where=f"{where}.params.{key}" if where else None, hint=hint))
+    out: dict[str, Any] = {}
+    for name, p in named.items():
+        if name in params:
+            value = params[name]
+            problem = _type_problem(value, p.default, p.annotation)
+            if problem:
+                issues.append(ComponentError(f"parameter {name!r} of {info.kind} {info.name!r} {problem}",
+                                             where=f"{where}.params.{name}" if where else None))
+            out[name] = value
+        elif p.default is p.empty:
+            issues.append(ComponentError(f"missing required parameter {name!r} for {info.kind} {info.name!r}",
+                                         where=f"{where}.params" if where else None))
+        else:
+            out[name] = copy.deepcopy(p.default)
+    if accepts_kwargs:
+        for key, value in params.items():
+            out.setdefault(key, value)
+    if issues:
+        if len(issues) == 1:
+            raise issues[0]
+        raise RecipeError(f"{len(issues)} parameter problems", where=where, issues=issues)
+    return out
+
+
+_SIMPLE_ANNOTATIONS = {"int": 0, "float": 0.0, "bool": False, "str": ""}
+
+
+def _type_problem(value: Any, default: Any, annotation: Any = inspect.Parameter.empty) -> str | None:
+    """Light type check: by a simple annotation (int/float/bool/str) when there is one,
+    else by the default's type. ``Any``, unions and containers are not checked."""
+    if annotation is not inspect.Parameter.empty:
+        name = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+        if name not in _SIMPLE_ANNOTATIONS:
+            return None
+        default = _SIMPLE_ANNOTATIONS[name]
+    if default is inspect.Parameter.empty or default is None or value is None:
+        return None
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, (int, list, tuple)):
+            return f"must be an integer, got {value!r}"
+        return None
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float, list, tuple)):
+            return f"must be a number, got {value!r}"
+        return None
+    if isinstance(default, str):
+        return None if isinstance(value, (str, list, dict)) else f"must be a string, got {value!r}"
+    return None
+
+
+# ----------------------------------------------------------------------------- recipe objects
+
+@dataclass
+class Spec:
+    """A resolved component: kind, name, all parameters (defaults filled)."""
+
+    kind: str
+    name: str
+    params: dict[str, Any]
+    where: str
+    info: ComponentInfo | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "params": _plain(self.params)}
+
+    def key(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": self.name, "params": _plain(self.params),
+                "version": self.info.version if self.info else None}
+
+
+@dataclass
+class ModalitySpec:
+    name: str
+    reader: Spec
+    input: str
+    encoder: Spec
+    adapter: Spec | None
+
+
+@dataclass
+class Recipe:
+    path: Path | None
+    name: str
+    seed: int
+    width: int
+    vars: dict[str, Any]
+    modalities: dict[str, ModalitySpec]
+    labels: list[Spec]
+    sampling: dict[str, Spec]
+    perturbations: dict[str, Spec]
+    aggregator: Spec
+    index: Spec | None
+    tasks: dict[str, Spec]
+    output: dict[str, Any]
+    executor: dict[str, Any]
+    description: str = ""
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent if self.path else Path.cwd()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fully resolved recipe (every default filled), as written into each run."""
+        return {
+            "schema": SCHEMA_VERSION,
+            "name": self.name,
+            "description": self.description,
+            "seed": self.seed,
+            "width": self.width,
+            "vars": _plain(self.vars),
+            "modalities": {
+                m.name: {"reader": m.reader.to_dict(), "input": m.input, "encoder": m.encoder.to_dict(),
+                         **({"adapter": m.adapter.to_dict()} if m.adapter else {})}
+                for m in self.modalities.values()},
+            "labels": [s.to_dict() for s in self.labels],
+            "sampling": {k: s.to_dict() for k, s in self.sampling.items()},
+            "perturbations": {k: s.to_dict() for k, s in self.perturbations.items()},
+            "aggregator": self.aggregator.to_dict(),
+            "index": self.index.to_dict() if self.index else None,
+            "tasks": {k: s.to_dict() for k, s in self.tasks.items()},
+            "output": _plain(self.output),
+            "executor": _plain(self.executor),
+        }
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+# ----------------------------------------------------------------------------- validation
+
+class _Collector:
+    def __init__(self, source: str):
+        self.issues: list[FusionkitError] = []
+        self.source = source
+
+    def add(self, message: str, where: str, hint: str | None = None) -> None:
+        self.issues.append(RecipeError(message, where=f"{self.source}: {where}" if self.source else where, hint=hint))
+
+    def add_error(self, err: FusionkitError, where: str) -> None:
+        if isinstance(err, RecipeError) and err.issues:
+            for sub in err.issues:
+                self.add_error(sub, where)
+            return
+        loc = err.where or where
+        self.issues.append(RecipeError(err.message, where=f"{self.source}: {loc}" if self.source else loc,
+                                       hint=err.hint))
+
+
+def _unknown_keys(c: _Collector, mapping: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
+    for key in mapping:
+        if key not in allowed:
+            hint = suggest(str(key), list(allowed)) or f"allowed keys: {', '.join(allowed)}"
+            c.add(f"unknown key {key!r}", f"{where}.{key}" if where else str(key), hint)
+
+
+def _resolve_paths(params: dict[str, Any], base: Path) -> dict[str, Any]:
+    out = {}
+    for key, value in params.items():
+        if _PATH_PARAM.search(key):
+            out[key] = _resolve_path_value(value, base)
+        else:
+            out[key] = value
+    return out
+
+
+def _resolve_path_value(value: Any, base: Path) -> Any:
+    if isinstance(value, str) and value and "://" not in value and not value.startswith(("hf-hub:", "~")):
+        p = Path(value)
+        return str(p if p.is_absolute() else (base / p).resolve())
+    if isinstance(value, str) and value.startswith("~"):
+        return str(Path(value).expanduser())
+    if isinstance(value, list):
+        return [_resolve_path_value(v, base) for v in value]
+    return value
+
+
+def _spec(c: _Collector, system: Any, kind: str, raw: Any, where: str, base: Path) -> Spec | None:
+    if raw is None:
+        c.add(f"missing {kind}", where, f"give a {kind} name, e.g. `{where.rsplit('.', 1)[-1]}: NAME`")
+        return None
+    if isinstance(raw, str):
+        raw = {"name": raw}
+    if not isinstance(raw, dict):
+        c.add(f"a {kind} must be a name or a mapping with name/params, got {type(raw).__name__}", where)
+        return None
+    _unknown_keys(c, raw, SPEC_KEYS, where)
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        c.add(f"{kind} needs a 'name'", where, f"see `fusionkit list {kind}s`")
+        return None
+    params = raw.get("params") or {}
+    if not isinstance(params, dict):
+        c.add(f"params must be a mapping, got {type(params).__name__}", f"{where}.params")
+        return None
+    try:
+        info = system.info(kind, name, where=f"{where}.name")
+    except FusionkitError as err:
+        c.add_error(err, f"{where}.name")
+        return None
+    try:
+        bound = bind_params(info, params, where=where)
+    except FusionkitError as err:
+        c.add_error(err, where)
+        return None
+    bound = _resolve_paths(bound, base)
+    return Spec(kind=kind, name=name, params=bound, where=where, info=info)
+
+
+def _named_specs(c: _Collector, system: Any, kind: str, raw: Any, where: str, base: Path) -> dict[str, Spec]:
+    out: dict[str, Spec] = {}
+    if raw is None:
+        return out
+    if not isinstance(raw, dict):
+        c.add(f"{where} must map names to {kind}s", where, f"e.g. {where}: {{my_{kind}: {{name: NAME}}}}")
+        return out
+    for key, value in raw.items():
+        spec = _spec(c, system, kind, value, f"{where}.{key}", base)
+        if spec is not None:
+            out[str(key)] = spec
+    return out
+
+
+def validate(raw: dict[str, Any], system: Any, *, path: str | os.PathLike[str] | None = None,
+             sets: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Validate a raw recipe against the registry; every problem is reported at once.
+
+    Nothing heavy is imported: only component classes and their signatures.
+    """
+    path = Path(path).resolve() if path else None
+    source = str(path) if path else ""
+    c = _Collector(source)
+    raw = apply_overrides(raw, sets)
+    base = path.parent if path else Path.cwd()
+    _unknown_keys(c, raw, TOP_KEYS, "")
+    schema = raw.get("schema", SCHEMA_VERSION)
+    if schema != SCHEMA_VERSION:
+        c.add(f"unsupported schema {schema!r}", "schema", f"this fusionkit reads schema {SCHEMA_VERSION}")
+    variables = raw.get("vars") or {}
+    if not isinstance(variables, dict):
+        c.add("vars must be a mapping", "vars")
+        variables = {}
+    try:
+        body = interpolate({k: v for k, v in raw.items() if k != "vars"}, variables)
+    except FusionkitError as err:
+        c.add_error(err, "vars")
+        body = raw
+    seed = body.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        c.add(f"seed must be an integer, got {seed!r}", "seed")
+        seed = 0
+    width = body.get("width", 768)
+    if isinstance(width, bool) or not isinstance(width, int) or width <= 0:
+        c.add(f"width must be a positive integer, got {width!r}", "width")
+        width = 768
+
+    data = body.get("data") or {}
+    if not isinstance(data, dict):
+        c.add("data must be a mapping", "data")
+        data = {}
+    _unknown_keys(c, data, ("reader",), "data")
+    default_reader_raw = data.get("reader")
+
+    modalities: dict[str, ModalitySpec] = {}
+    raw_mods = body.get("modalities") or {}
+    if not isinstance(raw_mods, dict) or not raw_mods:
+        c.add("a recipe needs at least one modality", "modalities",
+              "e.g. modalities: {text: {encoder: sbert}}")
+        raw_mods = {}
+    for mname, mraw in raw_mods.items():
+        where = f"modalities.{mname}"
+        if mraw is None:
+            mraw = {}
+        if not isinstance(mraw, dict):
+            c.add("a modality must be a mapping with reader/encoder/adapter", where)
+            continue
+        _unknown_keys(c, mraw, MODALITY_KEYS, where)
+        if mraw.get("enabled", True) is False:
+            continue
+        reader_raw = mraw.get("reader", default_reader_raw)
+        if reader_raw is None:
+            c.add("no reader for this modality and no data.reader default", f"{where}.reader",
+                  "add `reader: NAME` here or `data: {reader: NAME}`")
+            reader = None
+        else:
+            reader = _spec(c, system, "reader", reader_raw,
+                           f"{where}.reader" if "reader" in mraw else "data.reader", base)
+        encoder = _spec(c, system, "encoder", mraw.get("encoder"), f"{where}.encoder", base)
+        adapter = None
+        if mraw.get("adapter") is not None:
+            adapter = _spec(c, system, "adapter", mraw.get("adapter"), f"{where}.adapter", base)
+        inp = mraw.get("input", mname)
+        if reader is not None and encoder is not None:
+            provides = getattr(reader.info.factory, "provides", ()) if reader.info else ()
+            if provides and inp not in provides:
+                c.add(f"reader {reader.name!r} does not provide modality {inp!r}", f"{where}.input",
+                      f"it provides: {', '.join(provides)}")
+            modalities[str(mname)] = ModalitySpec(name=str(mname), reader=reader, input=str(inp),
+                                                  encoder=encoder, adapter=adapter)
+
+    labels_raw = body.get("labels") or []
+    if not isinstance(labels_raw, list):
+        c.add("labels must be a list of readers", "labels")
+        labels_raw = []
+    labels = [s for i, r in enumerate(labels_raw) if (s := _spec(c, system, "reader", r, f"labels[{i}]", base))]
+
+    sampling = _named_specs(c, system, "sampler", body.get("sampling"), "sampling", base)
+    perturbations = _named_specs(c, system, "perturbation", body.get("perturbations"), "perturbations", base)
+    aggregator = _spec(c, system, "aggregator", body.get("aggregator", "sum"), "aggregator", base)
+    index = None
+    if body.get("index") is not None:
+        index = _spec(c, system, "index", body.get("index"), "index", base)
+    tasks = _named_specs(c, system, "task", body.get("tasks"), "tasks", base)
+
+    output = body.get("output") or {}
+    if not isinstance(output, dict):
+        c.add("output must be a mapping", "output")
+        output = {}
+    _unknown_keys(c, output, OUTPUT_KEYS, "output")
+    name = str(body.get("name") or (path.stem if path else "recipe"))
+    output = {"dir": output.get("dir") or f"runs/{name}", "cache": output.get("cache"),
+              "save_aggregates": bool(output.get("save_aggregates", True))}
+
+    executor = body.get("executor") or {"name": "local"}
+    if isinstance(executor, str):
+        executor = {"name": executor}
+    if not isinstance(executor, dict):
+        c.add("executor must be a name or mapping", "executor")
+        executor = {"name": "local"}
+    _unknown_keys(c, executor, SPEC_KEYS, "executor")
+    ex_name = executor.get("name", "local")
+    if ex_name not in EXECUTORS:
+        c.add(f"unknown executor {ex_name!r}", "executor.name", suggest(str(ex_name), list(EXECUTORS)))
+    ex_params = executor.get("params") or {}
+    if isinstance(ex_params, dict):
+        _unknown_keys(c, ex_params, EXECUTOR_PARAMS.get(ex_name, ()), "executor.params")
+    executor = {"name": ex_name, "params": {"workers": 1, **(ex_params if isinstance(ex_params, dict) else {})}}
+
+    recipe = Recipe(
+        path=path, name=name, seed=int(seed), width=int(width), vars=dict(variables),
+        modalities=modalities, labels=labels, sampling=sampling, perturbations=perturbations,
+        aggregator=aggregator or Spec("aggregator", "sum", {}, "aggregator"), index=index, tasks=tasks,
+        output=output, executor=executor, description=str(body.get("description") or ""), raw=raw,
+    )
+    # cross-references: components may check the recipe (e.g. a task naming a sampling entry)
+    for spec in [*sampling.values(), *perturbations.values(), *tasks.values()]:
+        check = getattr(spec.info.factory, "check_recipe", None) if spec.info else None
+        if callable(check):
+            try:
+                for where, message, hint in check(spec.params, recipe) or ():
+                    c.add(message, f"{spec.where}.{where}" if where else spec.where, hint)
+            except FusionkitError as err:
+                c.add_error(err, spec.where)
+    if c.issues:
+        n = len(c.issues)
+        raise RecipeError(f"recipe is invalid ({n} problem{'s' if n > 1 else ''})", issues=c.issues)
+    return recipe
+
+
+def load_recipe(path: str | os.PathLike[str], system: Any, sets: list[str] | tuple[str, ...] = ()) -> Recipe:
+    return validate(load_yaml(path), system, path=path, sets=sets)
