@@ -53,7 +53,7 @@ SPEC_KEYS = ("name", "params")
 OUTPUT_KEYS = ("dir", "cache", "save_aggregates")
 EXECUTORS = ("local", "ray")
 EXECUTOR_PARAMS = {"local": ("workers",), "ray": ("workers", "address", "num_cpus", "num_gpus")}
-_PATH_PARAM = re.compile(r"(^|_)(path|paths|root|dir|file|files|folder)$")
+_PATH_PARAM = re.compile(r"(^|_)(path|paths|root|dir|file|files|folder|ids)$")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -325,10 +325,14 @@ def _unknown_keys(c: _Collector, mapping: dict[str, Any], allowed: tuple[str, ..
 
 
 def _resolve_paths(params: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Resolve path-like parameters (by name: *path, *paths, *root, *dir, *file(s), ids),
+    also inside nested mappings, relative to the recipe folder."""
     out = {}
     for key, value in params.items():
-        if _PATH_PARAM.search(key):
+        if _PATH_PARAM.search(str(key)):
             out[key] = _resolve_path_value(value, base)
+        elif isinstance(value, dict):
+            out[key] = _resolve_paths(value, base)
         else:
             out[key] = value
     return out

@@ -1,0 +1,287 @@
+"""The ``fusionkit`` command line. Only this module prints; libraries log.
+
+Exit codes: 0 ok, 1 failure (a FusionkitError, printed with where and hint),
+2 usage error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+import click
+
+from .errors import FusionkitError
+
+KIND_PLURALS = {"readers": "reader", "encoders": "encoder", "adapters": "adapter", "samplers": "sampler",
+                "perturbations": "perturbation", "aggregators": "aggregator", "indexes": "index",
+                "tasks": "task"}
+
+
+def _load_system(plugins_dir: str | None, strict: bool):
+    from . import plugins
+
+    return plugins.load(plugins_dir=plugins_dir, strict=strict or None)
+
+
+def _system_from(ctx: click.Context, plugins_dir: str | None = None, strict: bool = False):
+    root = ctx.find_root()
+    obj = root.obj or {}
+    plugins_dir = plugins_dir or obj.get("plugins_dir")
+    strict = strict or obj.get("strict", False)
+    key = (plugins_dir, strict)
+    cache = obj.setdefault("_systems", {})
+    if key not in cache:
+        cache[key] = _load_system(plugins_dir, strict)
+    root.obj = obj
+    return cache[key]
+
+
+def _fail(err: FusionkitError) -> None:
+    click.echo(f"error: {err}", err=True)
+    sys.exit(1)
+
+
+class FusionkitGroup(click.Group):
+    """Adds commands from plugins (``register_commands``) lazily."""
+
+    _plugins_added = False
+
+    def _add_plugin_commands(self, ctx: click.Context) -> None:
+        if self._plugins_added:
+            return
+        self._plugins_added = True
+        try:
+            system = _system_from(ctx)
+        except FusionkitError:
+            return
+        system.add_commands(self)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._add_plugin_commands(ctx)
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, name: str) -> Any:
+        cmd = super().get_command(ctx, name)
+        if cmd is None:
+            self._add_plugin_commands(ctx)
+            cmd = super().get_command(ctx, name)
+        return cmd
+
+
+plugins_dir_option = click.option("--plugins-dir", type=click.Path(file_okay=False), default=None,
+                                  help="Load one-file plugins (*.py) from this folder.")
+strict_option = click.option("--strict", is_flag=True, default=False,
+                             help="Treat any plugin problem as an error (also FUSIONKIT_STRICT=1).")
+
+
+@click.group(cls=FusionkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="fusionkit")
+@plugins_dir_option
+@strict_option
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.pass_context
+def cli(ctx: click.Context, plugins_dir: str | None, strict: bool, verbose: int) -> None:
+    """fusionkit: multimodal cancer embeddings from one YAML recipe.
+
+    \b
+    fusionkit run recipes/tumor_origin.yaml      run a study
+    fusionkit validate RECIPE                    check a recipe without loading models
+    fusionkit list encoders                      registered components
+    fusionkit plugins                            installed plugins and their status
+    """
+    ctx.obj = {"plugins_dir": plugins_dir, "strict": strict}
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _recipe(ctx: click.Context, path: str, sets: tuple[str, ...], plugins_dir: str | None, strict: bool):
+    from .recipe import load_recipe
+
+    system = _system_from(ctx, plugins_dir, strict)
+    return system, load_recipe(path, system, sets)
+
+
+@cli.command()
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override a recipe value, e.g. --set modalities.text.encoder.name=sbert-mpnet")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="Output folder.")
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None,
+              help="Cache folder (default: recipe output.cache, $FUSIONKIT_CACHE, or OUT/cache).")
+@click.option("--task", "tasks", multiple=True, help="Run only these tasks (by recipe name).")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default=None, help="Override the executor.")
+@click.option("--workers", type=int, default=None, help="Parallel workers for repeats.")
+@click.option("--address", default=None, help="Ray cluster address (with --executor ray).")
+@click.option("--progress/--no-progress", default=None, help="Progress bars (default: on a terminal).")
+@plugins_dir_option
+@strict_option
+@click.pass_context
+def run(ctx: click.Context, recipe: str, sets: tuple[str, ...], out_dir: str | None, cache_dir: str | None,
+        tasks: tuple[str, ...], executor: str | None, workers: int | None, address: str | None,
+        progress: bool | None, plugins_dir: str | None, strict: bool) -> None:
+    """Run RECIPE: read, encode (cached), sample, aggregate, run tasks, write the report."""
+    from . import engine
+
+    extra = list(sets)
+    if executor:
+        extra.append(f"executor.name={executor}")
+    if workers is not None:
+        extra.append(f"executor.params.workers={workers}")
+    if address:
+        extra.append(f"executor.params.address={address}")
+    try:
+        system, rec = _recipe(ctx, recipe, tuple(extra), plugins_dir, strict)
+        record = engine.run(rec, system, out_dir=out_dir, cache_dir=cache_dir, progress=progress,
+                            tasks=list(tasks) or None)
+    except FusionkitError as err:
+        _fail(err)
+        return
+    out = out_dir or rec.output["dir"]
+    click.echo(f"finished {rec.name} in {record['wall_s']:.1f}s -> {out}")
+    report = os.path.join(out, "report.html")
+    if os.path.exists(report):
+        click.echo(f"report: {report}")
+
+
+@cli.command()
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a recipe value.")
+@click.option("--json", "as_json", is_flag=True, help="Print the resolved recipe (or the problems) as JSON.")
+@plugins_dir_option
+@strict_option
+@click.pass_context
+def validate(ctx: click.Context, recipe: str, sets: tuple[str, ...], as_json: bool, plugins_dir: str | None,
+             strict: bool) -> None:
+    """Check RECIPE without loading any model; print every problem at once."""
+    from .errors import RecipeError
+
+    try:
+        _, rec = _recipe(ctx, recipe, sets, plugins_dir, strict)
+    except RecipeError as err:
+        if as_json:
+            issues = err.issues or [err]
+            click.echo(json.dumps({"valid": False, "errors": [
+                {"where": i.where, "message": i.message, "hint": i.hint} for i in issues]}, indent=2))
+            sys.exit(1)
+        _fail(err)
+        return
+    except FusionkitError as err:
+        if as_json:
+            click.echo(json.dumps({"valid": False, "errors": [
+                {"where": err.where, "message": err.message, "hint": err.hint}]}, indent=2))
+            sys.exit(1)
+        _fail(err)
+        return
+    if as_json:
+        click.echo(json.dumps({"valid": True, "recipe": rec.to_dict()}, indent=2, default=str))
+    else:
+        click.echo(f"{recipe}: ok ({len(rec.modalities)} modalities, {len(rec.sampling)} sampling, "
+                   f"{len(rec.tasks)} tasks)")
+
+
+@cli.command(name="plugins")
+@click.option("--all", "show_all", is_flag=True, help="Include the built-in plugins.")
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+@plugins_dir_option
+@strict_option
+@click.pass_context
+def plugins_cmd(ctx: click.Context, show_all: bool, as_json: bool, plugins_dir: str | None, strict: bool) -> None:
+    """List installed plugins with their status (ok/broken/disabled/duplicate/unknown-hook)."""
+    try:
+        system = _system_from(ctx, plugins_dir, strict)
+    except FusionkitError as err:
+        _fail(err)
+        return
+    records = [r for r in system.records if show_all or not r.builtin]
+    if as_json:
+        click.echo(json.dumps([r.as_dict() for r in records], indent=2))
+        return
+    if not records:
+        click.echo("no third-party plugins installed (use --all to list the built-ins)")
+    for r in records:
+        version = f" {r.version}" if r.version else ""
+        dist = f" [{r.dist}{version}]" if r.dist else ""
+        click.echo(f"{r.name}{dist}: {r.status}")
+        if r.hooks:
+            click.echo(f"    hooks: {', '.join(r.hooks)}")
+        if r.components:
+            click.echo(f"    components: {', '.join(r.components)}")
+        if r.error:
+            click.echo(f"    error: {r.error}")
+
+
+@cli.command(name="list")
+@click.argument("kind", type=click.Choice(sorted(KIND_PLURALS)))
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+@plugins_dir_option
+@strict_option
+@click.pass_context
+def list_cmd(ctx: click.Context, kind: str, as_json: bool, plugins_dir: str | None, strict: bool) -> None:
+    """List registered components of KIND (without building any)."""
+    try:
+        system = _system_from(ctx, plugins_dir, strict)
+    except FusionkitError as err:
+        _fail(err)
+        return
+    infos = system.registry.all(KIND_PLURALS[kind])
+    if as_json:
+        click.echo(json.dumps([i.as_dict() for i in infos], indent=2, default=str))
+        return
+    width = max([len(i.name) for i in infos] + [4])
+    for i in infos:
+        d = i.as_dict()
+        extra = ""
+        if d.get("modality") or d.get("dim"):
+            extra = f" [{d.get('modality') or '?'}, {d.get('dim') or '?'}-d]"
+        provider = "" if i.builtin else f" ({d['provider']})"
+        click.echo(f"{i.name:<{width}}  {i.summary}{extra}{provider}")
+
+
+@cli.command()
+@click.argument("kind", type=click.Choice(sorted(set(KIND_PLURALS) | set(KIND_PLURALS.values()))))
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+@plugins_dir_option
+@click.pass_context
+def describe(ctx: click.Context, kind: str, name: str, as_json: bool, plugins_dir: str | None) -> None:
+    """Show one component: summary, model card, parameters and defaults."""
+    import inspect
+
+    kind = KIND_PLURALS.get(kind, kind)
+    try:
+        system = _system_from(ctx, plugins_dir)
+        info = system.info(kind, name)
+    except FusionkitError as err:
+        _fail(err)
+        return
+    d = info.as_dict()
+    d["doc"] = inspect.getdoc(info.factory) or ""
+    if as_json:
+        click.echo(json.dumps(d, indent=2, default=str))
+        return
+    click.echo(f"{kind} {name}  (provider: {d['provider']} {d.get('version') or ''})")
+    click.echo("")
+    click.echo(d["doc"])
+    click.echo("")
+    for key in ("modality", "dim", "licence", "gated", "weights_source", "params", "tags"):
+        if d.get(key) is not None:
+            click.echo(f"{key}: {d[key]}")
+    if d.get("parameters"):
+        click.echo("parameters:")
+        for k, v in d["parameters"].items():
+            click.echo(f"  {k}: {v!r}")
+
+
+def main() -> None:
+    try:
+        cli(prog_name="fusionkit")
+    except FusionkitError as err:  # pragma: no cover - commands handle their own
+        _fail(err)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,136 @@
+"""Executors run independent, idempotent units of work (encoding shards,
+experiment repeats). Each unit has a cache key; a finished unit's result is
+stored atomically under that key, so an interrupted run resumes without
+recomputing finished units, whichever executor runs it.
+
+``local`` (default) runs units in this process (workers=1) or in a fork-based
+process pool; ``ray`` (optional extra) maps the same units over a Ray cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from .errors import FusionkitError
+from .store import atomic_write_bytes
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Unit:
+    """One independent piece of work: ``fn(*args, **kwargs)`` with a cache key."""
+
+    key: str
+    fn: Callable[..., Any]
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+    label: str = ""
+
+
+class UnitCache:
+    """Results of finished units, one pickle file per key (written atomically)."""
+
+    def __init__(self, folder: str | os.PathLike[str]):
+        self.folder = Path(folder)
+
+    def path(self, key: str) -> Path:
+        return self.folder / f"{key}.pkl"
+
+    def has(self, key: str) -> bool:
+        return self.path(key).exists()
+
+    def get(self, key: str) -> Any:
+        with open(self.path(key), "rb") as fh:
+            return pickle.load(fh)
+
+    def put(self, key: str, value: Any) -> None:
+        atomic_write_bytes(self.path(key), pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+_FORK_UNITS: list[Unit] = []
+
+
+def _run_forked(i: int) -> Any:
+    unit = _FORK_UNITS[i]
+    try:
+        import torch  # noqa: F401  # keep each worker single-threaded: 2 cores, many workers
+
+        torch.set_num_threads(1)
+    except Exception:
+        pass
+    return unit.fn(*unit.args, **unit.kwargs)
+
+
+class LocalExecutor:
+    """Runs units in-process (workers=1) or in a fork-based process pool."""
+
+    name = "local"
+
+    def __init__(self, workers: int = 1):
+        self.workers = max(1, int(workers or 1))
+
+    def map(self, units: list[Unit]) -> Iterator[tuple[Unit, Any]]:
+        if self.workers == 1 or len(units) <= 1:
+            for unit in units:
+                yield unit, unit.fn(*unit.args, **unit.kwargs)
+            return
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        global _FORK_UNITS
+        _FORK_UNITS = list(units)
+        try:
+            ctx = mp.get_context("fork")
+            with ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx) as pool:
+                futures = {pool.submit(_run_forked, i): units[i] for i in range(len(units))}
+                for fut in as_completed(futures):
+                    yield futures[fut], fut.result()
+        finally:
+            _FORK_UNITS = []
+
+
+def make_executor(name: str = "local", **params: Any) -> Any:
+    if name == "local":
+        return LocalExecutor(workers=params.get("workers", 1))
+    if name == "ray":
+        try:
+            from .ray_executor import RayExecutor
+        except ImportError as exc:
+            raise FusionkitError("the ray executor needs the optional extra: pip install 'fusionkit[ray]'",
+                                 where="executor.name", hint="or use executor: local") from exc
+        return RayExecutor(**params)
+    raise FusionkitError(f"unknown executor {name!r}", where="executor.name", hint="use 'local' or 'ray'")
+
+
+def run_units(units: Iterable[Unit], cache: UnitCache, executor: Any, *, progress: Any = None) -> dict[str, Any]:
+    """Run every unit whose key is not cached yet; return {key: result} for all units."""
+    units = list(units)
+    keys = [u.key for u in units]
+    if len(set(keys)) != len(keys):
+        raise FusionkitError("duplicate unit keys in one batch of work")
+    results: dict[str, Any] = {}
+    todo = []
+    for unit in units:
+        if cache.has(unit.key):
+            results[unit.key] = cache.get(unit.key)
+        else:
+            todo.append(unit)
+    if todo:
+        log.info("running %d unit(s), %d reused from cache", len(todo), len(units) - len(todo))
+    bar = progress(total=len(todo)) if (progress is not None and todo) else None
+    try:
+        for unit, value in executor.map(todo):
+            cache.put(unit.key, value)
+            results[unit.key] = value
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    return results

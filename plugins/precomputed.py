@@ -1,0 +1,243 @@
+"""Import embeddings a user already has, so a study can start from them.
+
+Reader ``precomputed`` reads, per modality:
+  * ``.npy`` (float (n, d)) plus an id table (CSV/TSV with ``patient_id`` and
+    optional ``item_id`` and label columns such as ``cancer_type``);
+  * ``.parquet``/``.csv`` with a ``patient_id`` column and either an
+    ``embedding`` list column or numeric columns (``prefix`` selects them);
+  * HDF5 in the layout of the paper authors' published data: one file per
+    cancer set, a group per modality holding ``embeddings`` (float32),
+    ``cancer`` and ``submitter_id``.
+Encoder ``identity`` passes such vectors through unchanged (its width is
+read from the data).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fusionkit import hookimpl
+from fusionkit.components import Encoder, ModalityData, RawDataset, Reader
+from fusionkit.errors import DataError
+
+PATIENT_LEN = 12
+
+
+def _patient(x: Any) -> str:
+    s = x.decode() if isinstance(x, bytes) else str(x)
+    return s[:PATIENT_LEN] if s.startswith("TCGA-") else s
+
+
+def _read_table(path: Path) -> Any:
+    import pandas as pd
+
+    suffixes = "".join(path.suffixes).lower()
+    if suffixes.endswith(".parquet"):
+        return pd.read_parquet(path)
+    sep = "\t" if ".tsv" in suffixes or ".txt" in suffixes else ","
+    return pd.read_csv(path, sep=sep)
+
+
+def _from_npy(modality: str, path: Path, ids: Path | None, id_column: str) -> ModalityData:
+    X = np.load(path, mmap_mode="r")
+    if X.ndim != 2:
+        raise DataError(f"embeddings must be 2-D (n, dim), got shape {X.shape}", where=str(path))
+    if ids is None:
+        raise DataError("a .npy file needs an id table (ids: file with a patient_id column)", where=str(path),
+                        hint="give inputs.<modality>.ids: path/to/ids.csv with one row per embedding")
+    table = _read_table(ids)
+    if id_column not in table.columns:
+        raise DataError(f"id table has no column {id_column!r} (columns: {', '.join(map(str, table.columns))})",
+                        where=str(ids), hint="set id_column to the column holding patient ids")
+    if len(table) != X.shape[0]:
+        raise DataError(f"id table has {len(table)} rows but {path.name} has {X.shape[0]} embeddings",
+                        where=str(ids))
+    return _make(modality, np.asarray(X, dtype=np.float32), table, id_column, str(path))
+
+
+def _from_table(modality: str, path: Path, id_column: str, prefix: str | None) -> ModalityData:
+    table = _read_table(path)
+    if id_column not in table.columns:
+        raise DataError(f"no column {id_column!r} (columns: {', '.join(map(str, table.columns[:20]))})",
+                        where=str(path), hint="set id_column")
+    if "embedding" in table.columns:
+        X = np.stack([np.asarray(v, dtype=np.float32) for v in table["embedding"]])
+    else:
+        cols = [c for c in table.columns if (prefix and str(c).startswith(prefix)) or
+                (not prefix and c != id_column and np.issubdtype(table[c].dtype, np.number))]
+        if not cols:
+            raise DataError("no embedding columns found", where=str(path),
+                            hint="give an 'embedding' list column, numeric columns, or prefix")
+        X = table[cols].to_numpy(dtype=np.float32)
+    return _make(modality, X, table, id_column, str(path))
+
+
+def _make(modality: str, X: np.ndarray, table: Any, id_column: str, source: str) -> ModalityData:
+    pids = np.array([_patient(p) for p in table[id_column]])
+    if "item_id" in table.columns:
+        item_ids = table["item_id"].astype(str).to_numpy()
+    else:
+        item_ids = np.array([f"{p}:{modality}:{i}" for i, p in enumerate(pids)])
+    labels = {}
+    for col in ("cancer_type", "cancer", "label"):
+        if col in table.columns:
+            labels["cancer_type" if col == "cancer" else col] = table[col].astype(str).to_numpy()
+    if not np.isfinite(X).all():
+        raise DataError("embeddings contain NaN or inf", where=source,
+                        hint="drop or impute those rows before importing")
+    return ModalityData(modality=modality, kind="embedding", patient_ids=pids, item_ids=item_ids, data=X,
+                        labels=labels, source=f"precomputed:{source}")
+
+
+def read_h5(paths: list[Path], modalities: list[str] | None) -> dict[str, ModalityData]:
+    """Authors' layout: per file, a group per modality with embeddings/cancer/submitter_id."""
+    try:
+        import h5py
+    except ImportError as exc:
+        raise DataError("reading HDF5 needs h5py", hint="pip install h5py") from exc
+    parts: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+    for path in paths:
+        with h5py.File(path, "r") as f:
+            for group in f.keys():
+                if modalities and group not in modalities:
+                    continue
+                g = f[group]
+                missing = [k for k in ("embeddings", "submitter_id") if k not in g]
+                if missing:
+                    raise DataError(f"group {group!r} lacks {missing}", where=str(path),
+                                    hint="expected datasets embeddings, cancer, submitter_id per modality group")
+                X = np.asarray(g["embeddings"], dtype=np.float32)
+                pids = np.array([_patient(x) for x in g["submitter_id"][()]])
+                cancer = (np.array([_patient(x) for x in g["cancer"][()]]) if "cancer" in g
+                          else np.full(len(pids), ""))
+                parts.setdefault(group, []).append((X, pids, cancer))
+    out = {}
+    for group, chunks in parts.items():
+        X = np.concatenate([c[0] for c in chunks])
+        pids = np.concatenate([c[1] for c in chunks])
+        cancer = np.concatenate([c[2] for c in chunks])
+        out[group] = ModalityData(
+            modality=group, kind="embedding", patient_ids=pids,
+            item_ids=np.array([f"{p}:{group}:{i}" for i, p in enumerate(pids)]), data=X,
+            labels={"cancer_type": cancer}, source=f"precomputed-h5:{','.join(map(str, paths))}")
+    return out
+
+
+class PrecomputedReader(Reader):
+    """Embeddings you already have: .npy + id table, parquet/CSV, or the authors' HDF5 layout.
+
+    ``inputs`` maps modality -> {path, ids?} (npy/parquet/csv); ``h5_files``
+    lists HDF5 files of the authors' layout (``h5_modalities`` filters groups).
+    """
+
+    provides = ()
+
+    def __init__(self, inputs: dict | None = None, h5_files: list | None = None, h5_modalities: list | None = None,
+                 id_column: str = "patient_id", prefix: str | None = None):
+        self.inputs = inputs
+        self.h5_files = h5_files
+        self.h5_modalities = h5_modalities
+        self.id_column = id_column
+        self.prefix = prefix
+
+    def _paths(self) -> list[tuple[str, Path, Path | None]]:
+        out = []
+        for modality, spec in (self.inputs or {}).items():
+            if isinstance(spec, str):
+                spec = {"path": spec}
+            if not isinstance(spec, dict) or "path" not in spec:
+                raise DataError(f"inputs.{modality} must be a path or {{path, ids}}", where="precomputed.inputs")
+            out.append((modality, Path(spec["path"]), Path(spec["ids"]) if spec.get("ids") else None))
+        return out
+
+    def fingerprint_inputs(self) -> list[str]:
+        files = []
+        for _, path, ids in self._paths():
+            files.append(str(path))
+            if ids:
+                files.append(str(ids))
+        files.extend(str(p) for p in (self.h5_files or []))
+        return files
+
+    def read(self, ctx: Any) -> RawDataset:
+        mods: dict[str, ModalityData] = {}
+        for modality, path, ids in self._paths():
+            if not path.exists():
+                raise DataError(f"file not found: {path}", where=f"precomputed.inputs.{modality}.path")
+            if ids is not None and not ids.exists():
+                raise DataError(f"file not found: {ids}", where=f"precomputed.inputs.{modality}.ids")
+            if path.suffix == ".npy":
+                mods[modality] = _from_npy(modality, path, ids, self.id_column)
+            else:
+                mods[modality] = _from_table(modality, path, self.id_column, self.prefix)
+        if self.h5_files:
+            paths = [Path(p) for p in self.h5_files]
+            for p in paths:
+                if not p.exists():
+                    raise DataError(f"file not found: {p}", where="precomputed.h5_files")
+            for name, data in read_h5(paths, self.h5_modalities).items():
+                mods[name] = data
+        if not mods:
+            raise DataError("precomputed reader has no input", where="precomputed",
+                            hint="give inputs: {modality: {path, ids}} or h5_files: [...]")
+        labels: dict[str, dict[str, Any]] = {}
+        for data in mods.values():
+            for lname, values in data.labels.items():
+                table = labels.setdefault(lname, {})
+                for pid, v in zip(data.patient_ids, values):
+                    if v not in ("", "nan", "None"):
+                        table.setdefault(str(pid), v)
+        return RawDataset(modalities=mods, labels=labels)
+
+
+class IdentityEncoder(Encoder):
+    """Pass precomputed embeddings through unchanged (width read from the data)."""
+
+    modality = "any"
+    input_kind = "embedding"
+    card = {"licence": "n/a", "gated": False, "weights_source": "none", "params": 0}
+    shard_size = 65536
+
+    def __init__(self, dim: int = 0):
+        self.dim = dim
+
+    @property
+    def output_dim(self) -> int:
+        if not self.dim:
+            raise DataError("identity encoder: width unknown before seeing data")
+        return int(self.dim)
+
+    def fit(self, data: ModalityData, ctx: Any = None) -> "IdentityEncoder":
+        self.dim = int(np.asarray(data.data).shape[1])
+        return self
+
+    def encode(self, data: ModalityData, ctx: Any = None) -> np.ndarray:
+        X = np.asarray(data.data, dtype=np.float32)
+        if self.dim and X.shape[1] != self.dim:
+            raise DataError(f"identity encoder: got width {X.shape[1]}, expected {self.dim}")
+        return X
+
+    # trainable so that the engine calls fit (to learn the width) and caches it
+    trainable = True
+
+    def save(self, path: str) -> None:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        (Path(path) / "dim.txt").write_text(str(self.dim))
+
+    def load(self, path: str) -> "IdentityEncoder":
+        self.dim = int((Path(path) / "dim.txt").read_text())
+        return self
+
+
+@hookimpl
+def register_readers(register):
+    register("precomputed", PrecomputedReader)
+
+
+@hookimpl
+def register_encoders(register):
+    register("identity", IdentityEncoder, modality="any", input_kind="embedding")
