@@ -164,6 +164,12 @@ class RunContext:
         return self.aggregate(plan, pool=pool, seed_keys=seed_keys, aggregator=aggregator)
 
     # ---------------------------------------------------------------- repeats
+    def unit_key(self, *parts: Any) -> str:
+        """Cache key of a unit of work: the recipe seed, the pool's content, the
+        aggregator and whatever else the caller names (task params, repeat...)."""
+        return stable_hash({"seed": self.seed, "pool": self.pool.fingerprint if self.pool else None,
+                            "aggregator": self.recipe.aggregator.key(), "parts": list(parts)}, length=20)
+
     def run_units(self, group: str, units: list[Unit]) -> dict[str, Any]:
         """Run independent units (e.g. repeats); finished ones are reused after an interruption."""
         cache = UnitCache(self.cache_dir / "units" / _safe(self.recipe.name) / _safe(group))

@@ -48,7 +48,8 @@ BUILTIN_PLUGINS = (
     "fusionkit_plugins.text_encoders",
     "fusionkit_plugins.tile_encoders",
     "fusionkit_plugins.indexes",
-    "fusionkit_plugins.tasks",
+    "fusionkit_plugins.tasks_recognizer",
+    "fusionkit_plugins.tasks_patient",
     "fusionkit_plugins.distill",
 )
 

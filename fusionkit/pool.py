@@ -63,6 +63,8 @@ class EmbeddingPool:
                 raise DataError(f"modality {v.name!r} has no embeddings in this pool",
                                 hint="disable it in the recipe (enabled: false) or check its input")
         self.labels: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (labels or {}).items()}
+        #: identifies the content of the pool (cache keys of its stores); part of unit cache keys
+        self.fingerprint: str = ""
 
     @classmethod
     def from_stores(cls, stores: Mapping[str, Any], labels: Mapping[str, Mapping[str, Any]] | None = None
@@ -72,7 +74,12 @@ class EmbeddingPool:
             item_labels = {k: v for k, v in store.items.items() if k not in ("patient_id", "item_id")}
             views[name] = ModalityView(name=name, embeddings=store.embeddings, patient_ids=store.patient_ids,
                                        labels=item_labels)
-        return cls(views, labels)
+        pool = cls(views, labels)
+        from .store import stable_hash
+
+        pool.fingerprint = stable_hash({name: getattr(store, "provenance", {}).get("cache_key", str(store.path))
+                                        for name, store in stores.items()})
+        return pool
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, tuple[np.ndarray, Iterable[str]]],
@@ -84,7 +91,12 @@ class EmbeddingPool:
             views[name] = ModalityView(name=name, embeddings=np.asarray(X, dtype=np.float32),
                                        patient_ids=np.asarray(list(pids)).astype(str),
                                        labels=dict((item_labels or {}).get(name, {})))
-        return cls(views, labels)
+        pool = cls(views, labels)
+        from .store import stable_hash
+
+        pool.fingerprint = stable_hash({name: [float(np.asarray(X, dtype=np.float64).sum()), len(X)]
+                                        for name, (X, _) in arrays.items()})
+        return pool
 
     # ------------------------------------------------------------------ properties
     @property
@@ -137,6 +149,10 @@ class EmbeddingPool:
         pool = EmbeddingPool.__new__(EmbeddingPool)
         pool.views = views
         pool.labels = self.labels
+        from .store import stable_hash
+
+        pool.fingerprint = stable_hash([self.fingerprint, None if keep is None else keep.tolist(),
+                                        None if modalities is None else sorted(modalities)])
         return pool
 
     def summary(self, label: str = "cancer_type") -> dict[str, Any]:
