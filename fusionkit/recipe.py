@@ -121,6 +121,10 @@ def _is_spec_path(parts: list[str], i: int) -> bool:
 
 def interpolate(obj: Any, variables: dict[str, Any], where: str = "") -> Any:
     if isinstance(obj, str):
+        whole = _VAR.fullmatch(obj)
+        if whole and whole.group(1) in variables:  # "${n}" alone keeps the variable's type
+            return copy.deepcopy(variables[whole.group(1)])
+
         def repl(m: re.Match[str]) -> str:
             name = m.group(1)
             if name not in variables:
