@@ -1,0 +1,210 @@
+"""Helpers shared by the built-in readers: paths, ids, table loading, fingerprints.
+
+Nothing here registers components; :mod:`fusionkit_plugins.readers` does.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from fusionkit.errors import DataError
+
+#: a TCGA patient barcode anywhere in a string (``TCGA-XX-XXXX``; dots tolerated)
+BARCODE_RE = re.compile(r"TCGA[-.]([A-Z0-9]{2})[-.]([A-Z0-9]{4})", re.IGNORECASE)
+#: columns tried, in order, when a reader's ``id_column`` is ``"auto"``
+ID_CANDIDATES = ("patient_id", "case_id", "case_submitter_id", "bcr_patient_barcode", "patient",
+                 "submitter_id", "Tumor_Sample_Barcode", "sample_barcode", "sample", "sample_id", "id")
+#: cancer types of the reference cohort (SPEC 2)
+SIX_CANCERS = ("BRCA", "BLCA", "COAD", "STAD", "THCA", "LUAD")
+
+
+# --------------------------------------------------------------------------- ids
+
+def barcode12(value: Any) -> str:
+    """The 12-character patient barcode of any TCGA sample/aliquot id (``TCGA.XX.XXXX.01`` too).
+
+    Values that are not TCGA barcodes are returned stripped and unchanged.
+    """
+    text = str(value).strip()
+    m = BARCODE_RE.match(text)
+    if m:
+        return f"TCGA-{m.group(1).upper()}-{m.group(2).upper()}"
+    return text
+
+
+def barcodes12(values: Iterable[Any]) -> np.ndarray:
+    return np.array([barcode12(v) for v in values], dtype=object).astype(str)
+
+
+def find_barcodes(text: str) -> list[str]:
+    """Distinct patient barcodes mentioned in ``text`` (in order of appearance)."""
+    seen: dict[str, None] = {}
+    for m in BARCODE_RE.finditer(text or ""):
+        seen.setdefault(f"TCGA-{m.group(1).upper()}-{m.group(2).upper()}", None)
+    return list(seen)
+
+
+# --------------------------------------------------------------------------- paths
+
+def as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, (str, os.PathLike)):
+        return [value]
+    return list(value)
+
+
+def resolve_paths(spec: Any, *, root: str | None = None, what: str = "input", must_exist: bool = True,
+                  param: str = "paths") -> list[str]:
+    """Expand a path, a glob or a list of them into existing file paths (sorted per glob)."""
+    items = as_list(spec)
+    if not items:
+        raise DataError(f"no {what} given", where=param, hint=f"set the reader parameter {param!r}")
+    out: list[str] = []
+    for item in items:
+        text = os.path.expanduser(str(item))
+        if root and not os.path.isabs(text):
+            text = os.path.join(root, text)
+        if any(ch in text for ch in "*?["):
+            hits = sorted(glob.glob(text))
+            if not hits and must_exist:
+                raise DataError(f"no {what} matches {text!r}", where=param,
+                                hint="check the pattern and the folder it points to")
+            out.extend(hits)
+        else:
+            if must_exist and not os.path.exists(text):
+                raise DataError(f"{what} not found: {text}", where=text,
+                                hint=f"check the path in {param!r} (relative paths are taken from the "
+                                     f"working directory{' or root' if root else ''})")
+            out.append(text)
+    return out
+
+
+def fingerprint(paths: Sequence[str], params: dict[str, Any] | None = None, *, content_limit: int = 256 << 20) -> str:
+    """sha256 over the input files (content up to ``content_limit`` bytes each, else size+mtime)
+    and the reader parameters: the cache key of what a reader produced."""
+    h = hashlib.sha256()
+    for path in sorted(str(p) for p in paths):
+        h.update(os.path.basename(path).encode())
+        try:
+            st = os.stat(path)
+        except OSError:
+            h.update(b"<missing>")
+            continue
+        if os.path.isdir(path):
+            for sub in sorted(Path(path).rglob("*")):
+                if sub.is_file():
+                    s = sub.stat()
+                    h.update(f"{sub.relative_to(path)}:{s.st_size}:{s.st_mtime_ns}".encode())
+        elif st.st_size <= content_limit:
+            with open(path, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+        else:
+            h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+    if params:
+        h.update(json.dumps(params, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- tables
+
+def read_table(path: str, *, usecols: Any = None, dtype: Any = None, sep: str | None = None) -> "Any":
+    """Read CSV/TSV/TXT/parquet (optionally .gz/.bz2/.zip/.xz) into a DataFrame, with DataError on failure."""
+    import pandas as pd
+
+    low = path.lower()
+    base = re.sub(r"\.(gz|bz2|zip|xz)$", "", low)
+    try:
+        if base.endswith((".parquet", ".pq")):
+            return pd.read_parquet(path, columns=usecols if isinstance(usecols, list) else None)
+        if sep is None:
+            sep = "\t" if base.endswith((".tsv", ".tab", ".txt", ".maf")) else ","
+        return pd.read_csv(path, sep=sep, usecols=usecols, dtype=dtype, comment=None, low_memory=False)
+    except FileNotFoundError as exc:
+        raise DataError(f"file not found: {path}", where=path, hint="check the path") from exc
+    except ValueError as exc:
+        raise DataError(f"cannot read table: {exc}", where=path,
+                        hint="expected CSV/TSV (optionally gzipped) or parquet with a header row") from exc
+    except Exception as exc:  # pandas raises many parser errors
+        raise DataError(f"cannot read table ({type(exc).__name__}: {exc})", where=path,
+                        hint="expected CSV/TSV (optionally gzipped) or parquet with a header row") from exc
+
+
+def pick_column(columns: Sequence[str], wanted: str | None, *, path: str, role: str = "id",
+                candidates: Sequence[str] = ID_CANDIDATES, required: bool = True) -> str | None:
+    """The column to use for ``role``: ``wanted`` if given (must exist), else the first candidate present."""
+    cols = [str(c) for c in columns]
+    if wanted and wanted != "auto":
+        if wanted in cols:
+            return wanted
+        lower = {c.lower(): c for c in cols}
+        if wanted.lower() in lower:
+            return lower[wanted.lower()]
+        if not required:
+            return None
+        raise DataError(f"{role} column {wanted!r} not found (columns: {_preview(cols)})", where=path,
+                        hint=f"set the reader's {role}_column parameter to one of the columns above")
+    lower = {c.lower(): c for c in cols}
+    for cand in candidates:
+        if cand.lower() in lower:
+            return lower[cand.lower()]
+    if not required:
+        return None
+    raise DataError(f"no {role} column found (columns: {_preview(cols)}; looked for {', '.join(candidates[:6])}...)",
+                    where=path, hint=f"set the reader's {role}_column parameter")
+
+
+def _preview(cols: Sequence[str], n: int = 12) -> str:
+    cols = list(cols)
+    text = ", ".join(cols[:n])
+    return text + (f", ... ({len(cols)} in all)" if len(cols) > n else "")
+
+
+def load_cancer_map(path: str | None) -> dict[str, str]:
+    """patient_id -> cancer_type from a two-column table (``patients.csv``)."""
+    if not path:
+        return {}
+    df = read_table(path)
+    idc = pick_column(df.columns, "auto", path=path)
+    cc = pick_column(df.columns, "cancer_type", path=path, role="cancer",
+                     candidates=("cancer_type", "project", "cohort", "Tissue"))
+    ids = barcodes12(df[idc])
+    return dict(zip(ids, df[cc].astype(str)))
+
+
+def rng_for(ctx: Any, seed: int, *keys: Any) -> np.random.Generator:
+    """A generator from the run context when there is one, else from ``seed``."""
+    if ctx is not None and hasattr(ctx, "rng"):
+        return ctx.rng(*keys)
+    material = [int(seed)] + [int(hashlib.sha256(str(k).encode()).hexdigest()[:8], 16) for k in keys]
+    return np.random.default_rng(material)
+
+
+def labels_from_items(patient_ids: np.ndarray, values: np.ndarray) -> dict[str, Any]:
+    """First value per patient as a ``{patient_id: value}`` table."""
+    out: dict[str, Any] = {}
+    for p, v in zip(patient_ids, values):
+        if p not in out and v is not None and str(v) not in ("", "nan", "None"):
+            out[str(p)] = v
+    return out
+
+
+def availability_note(name: str, patient_ids: np.ndarray, cancer: dict[str, str], n_items: int | None = None) -> str:
+    """``"rna: 2,041 patients (BLCA 271, ...)"`` for the notes of a RawDataset."""
+    pids = np.unique(np.asarray(patient_ids).astype(str))
+    counts: dict[str, int] = {}
+    for p in pids:
+        c = cancer.get(p, "?")
+        counts[c] = counts.get(c, 0) + 1
+    per = ", ".join(f"{c} {counts[c]}" for c in sorted(counts))
+    items = f", {n_items:,} items" if n_items is not None and n_items != len(pids) else ""
+    return f"{name}: {len(pids):,} patients{items} ({per})"
