@@ -23,7 +23,7 @@ import numpy as np
 from . import __version__
 from .components import Aggregates, DrawPlan, ModalityData, RawDataset
 from .errors import DataError, FusionkitError
-from .executors import Unit, UnitCache, make_executor, run_units
+from .executors import LocalExecutor, Unit, UnitCache, make_executor, run_units
 from .pool import EmbeddingPool, aggregate, save_aggregates
 from .recipe import Recipe, Spec
 from .store import (EmbeddingStore, StoreWriter, atomic_save_npy, atomic_write_json, atomic_write_text,
@@ -349,26 +349,15 @@ def encode_modality(name: str, data: ModalityData, recipe: Recipe, ctx: RunConte
     n = len(data)
     shard = max(1, int(getattr(encoder, "shard_size", 4096)))
     starts = list(range(0, n, shard))
-    bar = ctx.progress(starts, desc=f"encode {name}", total=len(starts))
-    for start in bar:
-        path = work / f"shard-{start:010d}.npy"
-        if path.exists():
-            continue
-        stop = min(n, start + shard)
-        X = np.asarray(encoder.encode(data.subset(np.arange(start, stop)), ctx))
-        if X.ndim != 2 or X.shape[0] != stop - start:
-            raise DataError(f"encoder {enc_spec.name!r} returned shape {X.shape} for {stop - start} items",
-                            where=f"modalities.{name}.encoder")
-        if X.shape[1] != dim:
-            raise DataError(f"encoder {enc_spec.name!r} returned width {X.shape[1]} but declares {dim}",
-                            where=f"modalities.{name}.encoder",
-                            hint="the model's output width differs from its card/params: fix the params "
-                                 "(e.g. dim) or the model path")
-        if not np.isfinite(X).all():
-            raise DataError(f"encoder {enc_spec.name!r} produced NaN/inf for modality {name!r}",
-                            where=f"modalities.{name}.encoder",
-                            hint="check the input for missing values (readers have explicit fill options)")
-        atomic_save_npy(path, X.astype(np.float32, copy=False))
+    state_dir = str(work / "model") if getattr(encoder, "trainable", False) else None
+    job = ShardJob(encoder, enc_spec.kind, enc_spec.name, enc_spec.params, state_dir, name, data,
+                   dim, gpu=_wants_gpu(encoder))
+    units = [Unit(f"{name}-{key}-{start:010d}", job, (start, min(n, start + shard), str(work / _shard_name(start))),
+                  {"ctx": ctx}, label=f"encode {name} [{start}:{min(n, start + shard)}]")
+             for start in starts if not (work / _shard_name(start)).exists()]
+    if units:
+        for _unit, _res in _map_units(ctx, units, desc=f"encode {name}"):
+            pass
     # adapter
     adapter = None
     width = recipe.width
@@ -384,7 +373,7 @@ def encode_modality(name: str, data: ModalityData, recipe: Recipe, ctx: RunConte
     writer = StoreWriter(store_dir, n, width)
     try:
         for start in starts:
-            X = np.load(work / f"shard-{start:010d}.npy")
+            X = np.load(work / _shard_name(start))
             if adapter is not None:
                 X = np.asarray(adapter.transform(X), dtype=np.float32)
                 if X.shape[1] != width:
@@ -413,10 +402,109 @@ def encode_modality(name: str, data: ModalityData, recipe: Recipe, ctx: RunConte
     return store
 
 
+def _shard_name(start: int) -> str:
+    return f"shard-{start:010d}.npy"
+
+
+def _wants_gpu(encoder: Any) -> bool:
+    """Tile/image encoders ask for a GPU on executors that place work (Ray) when one exists."""
+    return bool(getattr(encoder, "wants_gpu", getattr(encoder, "input_kind", None) == "image"))
+
+
+_IN_PROCESS = LocalExecutor(workers=1)
+
+
+def _map_units(ctx: RunContext, units: list[Unit], desc: str) -> Iterable[tuple[Unit, Any]]:
+    """Run units through the run's executor with a per-unit progress bar (no result cache:
+    the units write their own files atomically and are skipped once those exist)."""
+    executor = ctx.executor
+    if getattr(executor, "name", "local") == "local":
+        # local encoding stays in this process (models are not forked): the pool is for repeats
+        executor = _IN_PROCESS
+    bar = ctx._bar(desc)
+    bar = bar(total=len(units)) if bar is not None else None
+    try:
+        for unit, res in executor.map(units):
+            if bar is not None:
+                bar.update(1)
+            yield unit, res
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+#: encoders re-created in this (worker) process, by spec: a worker loads a model once
+_WORKER_ENCODERS: dict[str, Any] = {}
+
+
+class ShardJob:
+    """Encodes rows [start, stop) of one modality into an atomically written .npy shard.
+
+    In-process (and in forked workers) it uses the driver's live encoder. When
+    pickled for a remote worker (Ray) the encoder is dropped and re-created there
+    from its spec (``system.create(kind, name, params)``), loading the fitted
+    state of a trainable encoder from the cached model folder; fitting happens
+    once, on the driver. A shard whose file exists is not recomputed.
+    """
+
+    def __init__(self, encoder: Any, kind: str, enc_name: str, params: dict[str, Any], state_dir: str | None,
+                 modality: str, data: ModalityData, dim: int, *, gpu: bool = False):
+        self.encoder = encoder
+        self.kind, self.enc_name, self.params = kind, enc_name, dict(params)
+        self.state_dir, self.modality, self.data, self.dim = state_dir, modality, data, int(dim)
+        self.gpu = gpu
+        self.system: Any = None  # set by executors that ship the job elsewhere
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["encoder"] = None
+        return state
+
+    def _encoder(self, ctx: Any) -> Any:
+        if self.encoder is not None:
+            return self.encoder
+        cache_key = stable_hash([self.kind, self.enc_name, self.params, self.state_dir])
+        enc = _WORKER_ENCODERS.get(cache_key)
+        if enc is None:
+            system = self.system or getattr(ctx, "system", None)
+            if system is None:
+                from . import plugins
+
+                system = plugins.load()
+            enc = system.create(self.kind, self.enc_name, self.params)
+            if self.state_dir is not None:
+                enc.load(self.state_dir)
+            _WORKER_ENCODERS.clear()  # one model per worker at a time (memory bound)
+            _WORKER_ENCODERS[cache_key] = enc
+        self.encoder = enc
+        return enc
+
+    def __call__(self, start: int, stop: int, path: str, ctx: Any = None) -> dict[str, Any]:
+        if os.path.exists(path):
+            return {"path": path, "rows": stop - start, "reused": True}
+        encoder = self._encoder(ctx)
+        X = np.asarray(encoder.encode(self.data.subset(np.arange(start, stop)), ctx))
+        name, enc_name, dim = self.modality, self.enc_name, self.dim
+        if X.ndim != 2 or X.shape[0] != stop - start:
+            raise DataError(f"encoder {enc_name!r} returned shape {X.shape} for {stop - start} items",
+                            where=f"modalities.{name}.encoder")
+        if X.shape[1] != dim:
+            raise DataError(f"encoder {enc_name!r} returned width {X.shape[1]} but declares {dim}",
+                            where=f"modalities.{name}.encoder",
+                            hint="the model's output width differs from its card/params: fix the params "
+                                 "(e.g. dim) or the model path")
+        if not np.isfinite(X).all():
+            raise DataError(f"encoder {enc_name!r} produced NaN/inf for modality {name!r}",
+                            where=f"modalities.{name}.encoder",
+                            hint="check the input for missing values (readers have explicit fill options)")
+        atomic_save_npy(path, X.astype(np.float32, copy=False))
+        return {"path": path, "rows": stop - start, "reused": False}
+
+
 def _load_shards(work: Path, starts: list[int], limit: int) -> np.ndarray:
     parts, total = [], 0
     for start in starts:
-        X = np.load(work / f"shard-{start:010d}.npy")
+        X = np.load(work / _shard_name(start))
         parts.append(X)
         total += len(X)
         if total >= limit:
