@@ -302,9 +302,19 @@ class Aggregator(Component):
     """Reduces gathered draws ``(n, k_max, d)`` with a mask ``(n, k_max)`` to ``(n, out)``."""
 
     component_kind = "aggregator"
+    #: True when the result is a weighted sum of the draws (sum, mean): the engine
+    #: then gathers and accumulates in one sparse product, without an
+    #: intermediate (n, k_max, d) buffer. Such aggregators implement ``weights``.
+    linear: ClassVar[bool] = False
+    #: with ``linear``: divide each draw by its L2 norm before weighting
+    l2_normalize: bool = False
 
     def output_dim(self, dim: int, k_max: int) -> int:
         return dim
+
+    def weights(self, mask: np.ndarray) -> np.ndarray:
+        """Linear aggregators: per-slot weights (n, k_max) float32 given the slot mask."""
+        raise NotImplementedError
 
     def reduce(self, gathered: np.ndarray, mask: np.ndarray) -> np.ndarray:  # pragma: no cover
         raise NotImplementedError

@@ -192,10 +192,13 @@ def aggregate(plan: DrawPlan, pool: EmbeddingPool, aggregator: Any, *, chunk: in
               noise_seed: int = 0, out: np.ndarray | None = None, progress: Any = None) -> Aggregates:
     """Gather the rows a plan names and reduce them, chunk by chunk.
 
-    Memory beyond the output is about ``chunk * r * k_max * dim * 4`` bytes.
-    Noise draws get fresh N(0, plan.noise_std) vectors from a generator seeded
-    by ``noise_seed`` and the chunk number, so results do not depend on
-    ``chunk`` order of execution.
+    Linear aggregators (sum, mean) take a fast path: per chunk and modality one
+    sparse (aggregates x rows) product with the memory-mapped store, which
+    gathers and accumulates each row once, with no intermediate buffer. Other
+    aggregators get a gathered ``(chunk*r, k_max, d)`` buffer. Either way memory
+    beyond the output is bounded by ``chunk``. Noise draws get fresh
+    N(0, plan.noise_std) vectors from a generator seeded by ``noise_seed`` and
+    the chunk's start, so results do not depend on execution order.
     """
     mods = plan.modalities
     for m in mods:
@@ -207,33 +210,83 @@ def aggregate(plan: DrawPlan, pool: EmbeddingPool, aggregator: Any, *, chunk: in
     if out is None:
         out = np.empty((n, r * out_dim), dtype=np.float32)
     embs = [pool.views[m].embeddings for m in mods]
+    linear = bool(getattr(aggregator, "linear", False))
+    norms: list[np.ndarray | None] = [None] * len(mods)
+    if linear and getattr(aggregator, "l2_normalize", False):
+        norms = [_row_norms(e) for e in embs]
     chunk = max(1, int(chunk))
-    buf = np.empty((chunk * r, kmax, d), dtype=np.float32)
+    buf = None if linear else np.empty((chunk * r, kmax, d), dtype=np.float32)
     starts = range(0, n, chunk)
     if progress is not None:
         starts = progress(starts)
-    for ci, start in enumerate(starts):
+    for start in starts:
         stop = min(n, start + chunk)
         c = stop - start
         mod = plan.mod[start:stop].reshape(c * r, kmax)
         item = plan.item[start:stop].reshape(c * r, kmax)
         noise = plan.noise[start:stop].reshape(c * r, kmax)
-        G = buf[: c * r]
-        G.fill(0.0)
-        for mi, emb in enumerate(embs):
-            sel = (mod == mi) & ~noise
-            if sel.any():
-                G[sel] = emb[item[sel]]
-        if noise.any():
-            rng = np.random.default_rng([noise_seed, ci, start])
-            G[noise] = rng.normal(0.0, plan.noise_std, size=(int(noise.sum()), d)).astype(np.float32)
         mask = mod >= 0
-        reduced = aggregator.reduce(G, mask)
+        if linear:
+            reduced = _linear_reduce(aggregator, embs, norms, mod, item, noise, mask, d)
+            if noise.any():
+                w = aggregator.weights(mask)[noise]
+                vec = _noise(noise_seed, start, int(noise.sum()), d, plan.noise_std)
+                if getattr(aggregator, "l2_normalize", False):
+                    vec /= np.maximum(np.linalg.norm(vec, axis=1, keepdims=True), 1e-12)
+                rows = np.nonzero(noise)[0]
+                np.add.at(reduced, rows, vec * w[:, None])
+        else:
+            G = buf[: c * r]
+            G.fill(0.0)
+            for mi, emb in enumerate(embs):
+                sel = (mod == mi) & ~noise
+                if sel.any():
+                    G[sel] = emb[item[sel]]
+            if noise.any():
+                G[noise] = _noise(noise_seed, start, int(noise.sum()), d, plan.noise_std)
+            reduced = aggregator.reduce(G, mask)
         out[start:stop] = reduced.reshape(c, r * out_dim)
     return Aggregates(X=out, modalities=list(mods), counts=plan.counts(), k=plan.k.copy(),
                       patient_ids=None if plan.patient_ids is None else plan.patient_ids.copy(),
                       group_labels={k: v.copy() for k, v in plan.group_labels.items()},
                       meta={**plan.meta, "repeats": r, "k_max": kmax, "dim": d})
+
+
+def _noise(seed: int, start: int, count: int, d: int, std: float) -> np.ndarray:
+    rng = np.random.default_rng([seed, start])
+    return rng.normal(0.0, std, size=(count, d)).astype(np.float32)
+
+
+def _row_norms(emb: np.ndarray, block: int = 65536) -> np.ndarray:
+    out = np.empty(emb.shape[0], dtype=np.float32)
+    for i in range(0, emb.shape[0], block):
+        out[i:i + block] = np.linalg.norm(np.asarray(emb[i:i + block], dtype=np.float32), axis=1)
+    out[out == 0] = 1.0
+    return out
+
+
+def _linear_reduce(aggregator: Any, embs: list[np.ndarray], norms: list[np.ndarray | None], mod: np.ndarray,
+                   item: np.ndarray, noise: np.ndarray, mask: np.ndarray, d: int) -> np.ndarray:
+    """sum_j w_ij * emb[item_ij] for every aggregate row i, as sparse products."""
+    import scipy.sparse as sp
+
+    rows_n = mod.shape[0]
+    weights = aggregator.weights(mask)
+    acc = np.zeros((rows_n, d), dtype=np.float32)
+    for mi, emb in enumerate(embs):
+        sel = (mod == mi) & ~noise
+        if not sel.any():
+            continue
+        r_idx, s_idx = np.nonzero(sel)
+        cols = item[r_idx, s_idx]
+        w = weights[r_idx, s_idx].astype(np.float32)
+        if norms[mi] is not None:
+            w = w / norms[mi][cols]
+        # CSR x dense reads each named row of the (memory-mapped) store once and
+        # accumulates it into its aggregate: no gathered copy is ever made
+        S = sp.csr_matrix((w, (r_idx, cols)), shape=(rows_n, emb.shape[0]))
+        acc += S @ emb
+    return acc
 
 
 def save_aggregates(path: Any, agg: Aggregates) -> None:

@@ -17,6 +17,11 @@ def _normalise(gathered: np.ndarray, mask: np.ndarray) -> np.ndarray:
 class SumAggregator(Aggregator):
     """Sum of the drawn embeddings (the paper's aggregation)."""
 
+    linear = True
+
+    def weights(self, mask: np.ndarray) -> np.ndarray:
+        return mask.astype(np.float32)
+
     def __init__(self, l2_normalize: bool = False):
         self.l2_normalize = l2_normalize
 
@@ -28,6 +33,12 @@ class SumAggregator(Aggregator):
 
 class MeanAggregator(Aggregator):
     """Mean of the drawn embeddings (sum divided by the number of draws)."""
+
+    linear = True
+
+    def weights(self, mask: np.ndarray) -> np.ndarray:
+        n = np.maximum(mask.sum(axis=1, keepdims=True), 1).astype(np.float32)
+        return mask.astype(np.float32) / n
 
     def __init__(self, l2_normalize: bool = False):
         self.l2_normalize = l2_normalize

@@ -186,3 +186,17 @@ def test_pool_rejects_mismatched_widths_and_empty_modalities():
         EmbeddingPool.from_arrays({"a": (np.zeros((3, 4)), ["x"] * 3), "b": (np.zeros((3, 5)), ["x"] * 3)})
     with pytest.raises(DataError, match="no embeddings"):
         EmbeddingPool.from_arrays({"a": (np.zeros((0, 4)), [])})
+
+
+def test_linear_fast_path_equals_general_path(plugin_system):
+    """sum/mean use a sparse product; it must equal the gathered-buffer path exactly."""
+    pool = make_pool()
+    plan = build(plugin_system, "sampler", "modality-level", k="3..7", n=30).plan(pool, np.random.default_rng(9))
+    plan = build(plugin_system, "perturbation", "gaussian-replace", fraction=0.3).apply(plan, np.random.default_rng(1))
+    for name in ("sum", "mean"):
+        for l2 in (False, True):
+            agg = build(plugin_system, "aggregator", name, l2_normalize=l2)
+            fast = aggregate(plan, pool, agg, chunk=16, noise_seed=4).X
+            agg.linear = False  # force the general gathered path on this instance
+            slow = aggregate(plan, pool, agg, chunk=16, noise_seed=4).X
+            np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-5)
