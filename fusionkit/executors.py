@@ -90,7 +90,13 @@ class LocalExecutor:
             with ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx) as pool:
                 futures = {pool.submit(_run_forked, i): units[i] for i in range(len(units))}
                 for fut in as_completed(futures):
-                    yield futures[fut], fut.result()
+                    unit = futures[fut]
+                    try:
+                        value = fut.result()
+                    except Exception as exc:
+                        log.error("unit %s failed: %s: %s", unit.label or unit.key, type(exc).__name__, exc)
+                        raise
+                    yield unit, value
         finally:
             _FORK_UNITS = []
 
@@ -126,9 +132,12 @@ def run_units(units: Iterable[Unit], cache: UnitCache, executor: Any, *, progres
     bar = progress(total=len(todo)) if (progress is not None and todo) else None
     try:
         for unit, value in executor.map(todo):
-            cache.put(unit.key, value)
+            cache.put(unit.key, value)  # as soon as it finishes: an interruption never loses it
             results[unit.key] = value
+            log.debug("unit %s finished", unit.label or unit.key)
             if bar is not None:
+                if unit.label and hasattr(bar, "set_postfix_str"):
+                    bar.set_postfix_str(unit.label, refresh=False)
                 bar.update(1)
     finally:
         if bar is not None:
