@@ -67,8 +67,29 @@ def train_dense_classifier(X: np.ndarray, y: np.ndarray, X_val: np.ndarray | Non
                            n_classes: int, *, hidden: Sequence[int] = (256, 128), dropout: float = 0.2,
                            lr: float = 1e-3, weight_decay: float = 0.0, batch_size: int = 64,
                            max_epochs: int = 100, patience: int = 10, class_weight: Any = None,
-                           seed: int = 0, device: str = "cpu") -> DenseClassifier:
-    """Train the dense network; early stopping on validation loss when a validation set is given."""
+                           seed: int = 0, device: str = "cpu", num_threads: int | None = None) -> DenseClassifier:
+    """Train the dense network; early stopping on validation loss when a validation set is given.
+
+    ``num_threads``: torch CPU threads while training (default: 1 for small
+    problems, where thread hand-offs cost more than they save; else torch's).
+    """
+    import torch
+
+    prev = torch.get_num_threads()
+    if num_threads is None:
+        num_threads = 1 if np.asarray(X).size <= 4_000_000 else prev
+    torch.set_num_threads(max(1, int(num_threads)))
+    try:
+        return _train(X, y, X_val, y_val, n_classes, hidden=hidden, dropout=dropout, lr=lr,
+                      weight_decay=weight_decay, batch_size=batch_size, max_epochs=max_epochs, patience=patience,
+                      class_weight=class_weight, seed=seed, device=device)
+    finally:
+        torch.set_num_threads(prev)
+
+
+def _train(X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None, y_val: np.ndarray | None, n_classes: int, *,
+           hidden: Sequence[int], dropout: float, lr: float, weight_decay: float, batch_size: int,
+           max_epochs: int, patience: int, class_weight: Any, seed: int, device: str) -> DenseClassifier:
     import torch
     from torch import nn
 

@@ -1,0 +1,224 @@
+"""Patient-level tasks: classifier, gmm, similarity, retrieval (synthetic, separable data)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+CANCERS = ("BRCA", "LUAD", "THCA")
+
+
+def make_arrays(n_patients: int = 90, dim: int = 16, signal: float = 3.0, seed: int = 0,
+                cancers: tuple[str, ...] = CANCERS) -> tuple[dict, dict]:
+    """Three modalities; every item carries its patient's cancer signal (separable when signal is large)."""
+    rng = np.random.default_rng(seed)
+    pids = [f"TCGA-ZZ-{i:04d}" for i in range(n_patients)]
+    cancer = {p: cancers[i % len(cancers)] for i, p in enumerate(pids)}
+    centres = rng.normal(0, 1, (len(cancers), dim)).astype(np.float32)
+    centres *= signal / np.linalg.norm(centres, axis=1, keepdims=True)
+    arrays = {}
+    for mi, (mod, per) in enumerate((("rna", 1), ("mutation", 1), ("text", 3))):
+        item_p = [p for p in pids for _ in range(per)]
+        offset = np.zeros(dim, dtype=np.float32)
+        offset[mi] = 2.0
+        X = rng.normal(0, 1, (len(item_p), dim)).astype(np.float32) + offset
+        X += centres[[cancers.index(cancer[p]) for p in item_p]]
+        arrays[mod] = (X, item_p)
+    return arrays, cancer
+
+
+def write_inputs(folder: Path, arrays: dict, cancer: dict) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for mod, (X, pids) in arrays.items():
+        np.save(folder / f"{mod}.npy", X)
+        lines = ["patient_id,cancer_type"] + [f"{p},{cancer[p]}" for p in pids]
+        (folder / f"{mod}_ids.csv").write_text("\n".join(lines) + "\n")
+
+
+def recipe_text(tasks: str, *, dim: int = 16, index: str = "") -> str:
+    inputs = ", ".join(f"{m}: {{path: {m}.npy, ids: {m}_ids.csv}}" for m in ("rna", "mutation", "text"))
+    return f"""schema: 1
+name: patient_tasks
+seed: 3
+width: {dim}
+data:
+  reader: {{name: precomputed, params: {{inputs: {{{inputs}}}}}}}
+modalities:
+  rna: {{encoder: identity}}
+  mutation: {{encoder: identity}}
+  text: {{encoder: identity}}
+sampling:
+  patients: {{name: patient-level, params: {{k: 3, repeats: 2}}}}
+aggregator: sum
+{index}
+output: {{save_aggregates: false}}
+tasks:
+{tasks}
+"""
+
+
+def run_recipe(tmp_path: Path, tasks: str, *, signal: float = 3.0, index: str = "", n_patients: int = 90):
+    from fusionkit import engine, plugins
+    from fusionkit.recipe import load_recipe
+
+    arrays, cancer = make_arrays(n_patients=n_patients, signal=signal)
+    write_inputs(tmp_path / "in", arrays, cancer)
+    path = tmp_path / "in" / "recipe.yaml"
+    path.write_text(recipe_text(tasks, index=index))
+    system = plugins.load(env={})
+    recipe = load_recipe(path, system)
+    out = tmp_path / "out"
+    engine.run(recipe, system, out_dir=out, progress=False)
+    return out, json.loads((out / "metrics.json").read_text())
+
+
+# ----------------------------------------------------------------------------- unit-level checks
+
+def test_builder_splits_are_patient_disjoint():
+    from fusionkit.pool import EmbeddingPool
+    from fusionkit_plugins.aggregators import SumAggregator
+    from fusionkit_plugins.samplers import PatientLevelSampler
+    from fusionkit_plugins.tasks_patient import AggregateBuilder, _split, check_plan_patients
+
+    arrays, cancer = make_arrays(n_patients=60)
+    pool = EmbeddingPool.from_arrays(arrays, labels={"cancer_type": cancer})
+    builder = AggregateBuilder(pool=pool, sampler=PatientLevelSampler(k=4, repeats=3), aggregator=SumAggregator())
+    pids = np.array(sorted(cancer))
+    y = np.array([cancer[p] for p in pids])
+    tr, te = _split(pids, y, 0.2, seed=1)
+    train, test = pids[tr], pids[te]
+    assert not set(train) & set(test) and len(train) + len(test) == len(pids)
+    for part, seed in ((train, 1), (test, 2)):
+        plan, _ = builder.plan(part, 4, 3, seed)
+        assert set(plan.patient_ids) == set(part)
+        for mi, m in enumerate(plan.modalities):  # every drawn item belongs to a patient of this part
+            owners = pool.views[m].patient_ids[plan.item[plan.mod == mi]]
+            assert set(owners) <= set(part)
+        X, ids = builder.build(part, 4, 3, seed)
+        assert X.shape == (len(part), 16 * 3)
+    plan, _ = builder.plan(test, 4, 3, 5)
+    with pytest.raises(Exception, match="patient leak"):
+        check_plan_patients(plan, pool, train)
+
+
+def test_similarity_helpers_intra_beats_inter():
+    from fusionkit_plugins.tasks_patient import _pair_values, sample_pairs, separation
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.array(["a", "b", "c"]), 30)
+    X = rng.normal(0, 1, (90, 8)) + np.repeat(np.eye(3, 8) * 6, 30, axis=0)
+    intra, inter = sample_pairs(y, 2000, rng)
+    assert (y[intra[:, 0]] == y[intra[:, 1]]).all() and (intra[:, 0] != intra[:, 1]).all()
+    assert (y[inter[:, 0]] != y[inter[:, 1]]).all() and len(inter) == 2000
+    for measure, closer in (("cosine", True), ("dot", True), ("euclidean", False)):
+        s = separation(_pair_values(X, *intra.T, measure), _pair_values(X, *inter.T, measure), closer)
+        assert s["auc"] > 0.9 and s["cohens_d"] > 1
+
+
+# ----------------------------------------------------------------------------- through the engine
+
+def test_classifier_separable_and_disjoint(tmp_path):
+    tasks = """  clf:
+    name: classifier
+    params: {targets: [cancer_type], n_repeats: 2, grid: {k: [2, 4], repeats: [2]},
+             max_epochs: 30, patience: 5, hidden: [32, 16], class_weight: true}"""
+    out, metrics = run_recipe(tmp_path, tasks, signal=3.0)
+    res = metrics["clf"]
+    best = res["summary"]["targets"]["cancer_type"]["models"]
+    for model in ("dense", "logistic"):
+        assert best[model]["accuracy"]["mean"] > 0.8, best[model]  # chance is 1/3
+    runs = (out / "clf" / "runs.csv").read_text().splitlines()
+    assert len(runs) == 1 + 2 * 2 * 2  # models x grid x repeats
+    header = runs[0].split(",")
+    row = dict(zip(header, runs[1].split(",")))
+    assert int(row["n_train"]) + int(row["n_test"]) == 90 and int(row["n_test"]) == 18
+    for f in res["figures"]:
+        assert Path(f).exists()
+    assert any("mcc_grid" in f for f in res["figures"]) and any("confusion" in f for f in res["figures"])
+    avail = (out / "clf" / "availability.csv").read_text()
+    assert "rna_fraction" in avail
+    assert res["summary"]["targets"]["cancer_type"]["availability_only_accuracy"] <= 0.5  # every patient has all
+    rows = res["paper_comparison"]
+    assert any(r["metric"] == "F1 THCA" and r["paper"] == ">= 0.8" for r in rows)
+    assert (out / "report.html").exists()
+
+
+def test_gmm_similarity_retrieval_and_query(tmp_path):
+    from click.testing import CliRunner
+
+    from fusionkit.cli import cli
+
+    tasks = """  gmm:
+    name: gmm
+    params: {n_repeats: 2, grid: {k: [2, 4], repeats: [1, 2]}, pca: 4, n_init: 2}
+  sim:
+    name: similarity
+    params: {n_pairs: 2000, n_repeats: 2}
+  ret:
+    name: retrieval
+    params: {n_repeats: 2, top_k: 5}"""
+    out, metrics = run_recipe(tmp_path, tasks, signal=6.0, index="index: {name: faiss-hnsw, params: {metric: cosine}}")
+    g = metrics["gmm"]["summary"]
+    assert g["by_grid"]["k=4,r=2"]["ari"]["mean"] > 0.8
+    assert any("pca_k" in f for f in metrics["gmm"]["figures"])
+    s = metrics["sim"]["summary"]["measures"]
+    assert s["cosine"]["intra_mean"]["mean"] > s["cosine"]["inter_mean"]["mean"]
+    assert s["euclidean"]["intra_mean"]["mean"] < s["euclidean"]["inter_mean"]["mean"]
+    assert s["cosine"]["auc"]["mean"] > 0.9
+    r = metrics["ret"]["summary"]
+    assert r["index"]["name"] == "faiss-hnsw"
+    assert r["precision_at_k"]["mean"] > 0.9 and r["majority_accuracy"]["mean"] > 0.9
+    assert r["recall_at_k"]["mean"] >= 0.9
+    folder = out / "ret" / "index"
+    assert (folder / "meta.json").exists() and (folder / "lookup.npz").exists()
+    with np.load(folder / "lookup.npz") as z:
+        ids, role = z["ids"].astype(str), z["role"].astype(str)
+    indexed, queries = set(ids[role == "index"]), set(ids[role == "query"])
+    assert indexed and queries and not indexed & queries
+    q = sorted(queries)[0]
+    runner = CliRunner()
+    res = runner.invoke(cli, ["query", str(folder), "--patient", q, "-k", "5", "--json"])
+    assert res.exit_code == 0, res.output
+    answer = json.loads(res.output)
+    assert len(answer["neighbours"]) == 5 and answer["query_role"] == "query"
+    assert all(n["id"] in indexed for n in answer["neighbours"])
+    assert sum(n["cancer_type"] == answer["query_labels"]["cancer_type"] for n in answer["neighbours"]) >= 4
+    res = runner.invoke(cli, ["query", str(folder), "--patient", sorted(indexed)[0], "-k", "3"])
+    assert res.exit_code == 0 and sorted(indexed)[0] not in res.output.split("\n", 2)[-1]
+    html = (out / "report.html").read_text()
+    for name in ("gmm", "sim", "ret"):
+        assert f"Task: {name}" in html
+
+
+def test_subtype_target_per_cancer(tmp_path):
+    from fusionkit.pool import EmbeddingPool
+    from fusionkit_plugins.tasks_patient import PatientClassifierTask
+
+    arrays, cancer = make_arrays(n_patients=90)
+    sub = {p: f"{c}.{'AB'[i % 2]}" for i, (p, c) in enumerate(sorted(cancer.items())) if c != "LUAD"}
+    sub.update({p: "LUAD.X" for p in sorted(p for p, c in cancer.items() if c == "LUAD")[:5]})  # too few
+    pool = EmbeddingPool.from_arrays(arrays, labels={"cancer_type": cancer, "subtype": sub})
+    task = PatientClassifierTask(targets=["subtype"], subtype_min_patients=20, min_class_patients=5)
+    targets, notes = task._targets(pool, pool.patients())
+    assert sorted(t["name"] for t in targets) == ["subtype:BRCA", "subtype:THCA"]
+    assert all(len(t["classes"]) == 2 for t in targets)
+    assert any("LUAD" in n for n in notes)
+    task = PatientClassifierTask(targets=["subtype"], subtype_min_patients=20, subtype_scope="joint")
+    targets, _ = task._targets(pool, pool.patients())
+    assert [t["name"] for t in targets] == ["subtype"] and len(targets[0]["classes"]) == 4
+
+
+def test_recipe_check_names_unknown_sampling(tmp_path):
+    from fusionkit import plugins
+    from fusionkit.errors import RecipeError
+    from fusionkit.recipe import validate
+
+    import yaml
+
+    raw = yaml.safe_load(recipe_text("  clf: {name: classifier, params: {sampling: nope}}"))
+    with pytest.raises(RecipeError) as err:
+        validate(raw, plugins.load(env={}), path=tmp_path / "r.yaml")
+    assert "nope" in str(err.value) or any("nope" in str(i) for i in err.value.issues)
