@@ -26,6 +26,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 DATA = Path(os.environ.get("FUSIONKIT_BENCH_DATA", REPO.parent / "shared" / "data")).resolve()
 TCGA = DATA / "tcga"
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
 
 
 # ----------------------------------------------------------------------------- rows
