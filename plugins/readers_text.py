@@ -27,9 +27,12 @@ from .readers_common import (availability_note, barcodes12, find_barcodes, finge
 # --------------------------------------------------------------------------- OCR clean-up
 
 _PAGE = re.compile(r"-{2,}\s*Page\s*\d+\s*-{2,}", re.IGNORECASE)
-_UUID = re.compile(r"UUID\s*:?\s*[0-9A-F]{8}-?[0-9A-F]{4}-?[0-9A-F]{4}-?[0-9A-F]{4}-?[0-9A-F]{12}", re.IGNORECASE)
+_UUID = re.compile(r"UUID\s*:?\s*[0-9A-Z]{6,10}(?:\s?-\s?[0-9A-Z]{3,13}){2,4}", re.IGNORECASE)
 _UUID_BARE = re.compile(r"\b[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}\b", re.IGNORECASE)
-_BARCODE = re.compile(r"TCGA[-.\s]?[A-Z0-9]{2}[-.\s]?[A-Z0-9]{4}(?:[-.\s]?[A-Z0-9]{2,3}[A-Z]?)*(?:-PR)?", re.IGNORECASE)
+# TCGA barcodes, also OCR-garbled ("TCGA- BL-A5ZZ -01A-PR", "TCGA-BL-A13 -01A"); never across lines
+_BARCODE = re.compile(r"TCGA ?[-.]? ?[A-Z0-9]{2} ?[-.] ?[A-Z0-9]{3,4}(?: ?- ?[A-Z0-9]{2,3}\b)*(?:-PR)?",
+                      re.IGNORECASE)
+_BARCODE_REST = re.compile(r"\bTCGA\b(?: ?[-.] ?[A-Z0-9]{1,4})?", re.IGNORECASE)
 _REDACTED = re.compile(r"\b\w*Redacted\w*\b|\[?\s*redacted\s*\]?", re.IGNORECASE)
 # barcode strokes: tokens made only of I l 1 | ! ' (OCR of the printed barcode), in runs
 _STROKES = re.compile(r"(?:(?<=\s)|^)[Il1|!¦:;'`,.\-_/\\]{2,}(?=\s|$)")
@@ -46,14 +49,15 @@ def clean_ocr(text: str) -> str:
     text = _PAGE.sub("\n", text)
     text = _UUID.sub(" ", text)
     text = _UUID_BARE.sub(" ", text)
-    text = _BARCODE.sub(" ", text)
     text = _REDACTED.sub(" ", text)
+    text = _BARCODE.sub(" ", text)
+    text = _BARCODE_REST.sub(" ", text)
     lines = []
     for line in text.split("\n"):
         line = _STROKE_RUN.sub(" ", line)
         line = _STROKES.sub(" ", line)
         line = _JUNK.sub(" ", line)
-        line = _SPACES.sub(" ", line).strip(" .,;:-_|")
+        line = _SPACES.sub(" ", line).strip(" ,;-_|").lstrip(".:")
         lines.append(line)
     return "\n".join(lines)
 
@@ -108,8 +112,9 @@ def split_sentences(text: str, *, min_chars: int = 20, min_alpha: float = 0.6, m
         if carry:
             seg = f"{carry}: {seg}" if not carry.endswith((":", ".")) else f"{carry} {seg}"
             carry = ""
-        if len(seg) < min_chars and not seg.endswith((".", "!", "?")):
-            carry = seg
+        if not seg.endswith((".", "!", "?", ";")) and (len(seg) < min_chars or len(seg.split()) <= 3):
+            # a header to glue onto the next segment; fragments without a real word are dropped
+            carry = seg if re.search(r"[A-Za-z]{3,}", seg) else ""
             continue
         out.append(seg)
     if carry:
