@@ -285,9 +285,9 @@ class _OmicsVAE(Encoder):
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                tot += float(loss) * xb.shape[0]
-                rec_sum += float(rec) * xb.shape[0]
-                kl_sum += float(kl) * xb.shape[0]
+                tot += float(loss.detach()) * xb.shape[0]
+                rec_sum += float(rec.detach()) * xb.shape[0]
+                kl_sum += float(kl.detach()) * xb.shape[0]
             row = {"phase": phase["name"], "epoch": epoch, "beta": beta, "train_loss": tot / n,
                    "train_recon": rec_sum / n, "train_kl": kl_sum / n}
             if xv is not None and xv.shape[0]:
@@ -402,7 +402,7 @@ class RnaVAE(_OmicsVAE):
             "params": None, "dim": 768, "tags": ["vae", "rna", "trainable"]}
 
     def __init__(self, latent_dim: int = 768, hidden_dims: tuple = (1024,), epochs: int = 30,
-                 finetune_epochs: int = 10, batch_size: int = 128, lr: float = 1e-3,
+                 finetune_epochs: int = 10, batch_size: int = 256, lr: float = 1e-3,
                  finetune_lr: float = 1e-4, kappa: float = 1.0, beta_max: float = 1.0,
                  patience: int = 10, min_delta: float = 0.0, val_fraction: float = 0.1,
                  dropout: float = 0.0, seed: int | None = None, device: str = "auto"):
