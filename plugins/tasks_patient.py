@@ -697,7 +697,8 @@ def _gmm_unit(builder: AggregateBuilder, job: dict[str, Any]) -> dict[str, Any]:
         P2 = PCA(n_components=2, random_state=0).fit_transform(
             (X - X.mean(axis=0)) / np.where(X.std(axis=0) > 1e-9, X.std(axis=0), 1.0)) if job["standardize"] \
             else PCA(n_components=2, random_state=0).fit_transform(X)
-        out["points"] = {"xy": P2.astype(np.float32), "y": y.astype(np.int16), "cluster": pred.astype(np.int16)}
+        # clusters coloured by their matched class, so the two panels compare at a glance
+        out["points"] = {"xy": P2.astype(np.float32), "y": y.astype(np.int16), "cluster": mapped.astype(np.int16)}
     return out
 
 
@@ -829,9 +830,10 @@ class GMMTask(Task):
             axes[0].scatter(xy[sel, 0], xy[sel, 1], s=6, alpha=0.7, color=cmap(i % cmap.N), label=c)
         for i in range(len(classes)):
             sel = cl == i
-            axes[1].scatter(xy[sel, 0], xy[sel, 1], s=6, alpha=0.7, color=cmap(i % cmap.N), label=f"cluster {i}")
+            axes[1].scatter(xy[sel, 0], xy[sel, 1], s=6, alpha=0.7, color=cmap(i % cmap.N),
+                            label=f"cluster ~ {classes[i]}")
         axes[0].set_title(f"truth ({self.label})", fontsize=9)
-        axes[1].set_title(f"GMM clusters (ARI {_fmt(ari, 2)})", fontsize=9)
+        axes[1].set_title(f"GMM clusters, matched to classes (ARI {_fmt(ari, 2)})", fontsize=9)
         for ax in axes:
             ax.set_xlabel("PC1")
             ax.legend(fontsize=6, markerscale=2, loc="best")
