@@ -34,9 +34,9 @@ _BARCODE = re.compile(r"TCGA ?[-.]? ?[A-Z0-9]{2} ?[-.] ?[A-Z0-9]{3,4}(?: ?- ?[A-
                       re.IGNORECASE)
 _BARCODE_REST = re.compile(r"\bTCGA\b(?: ?[-.] ?[A-Z0-9]{1,4})?", re.IGNORECASE)
 _REDACTED = re.compile(r"\b\w*Redacted\w*\b|\[?\s*redacted\s*\]?", re.IGNORECASE)
-# barcode strokes: tokens made only of I l 1 | ! ' (OCR of the printed barcode), in runs
-_STROKES = re.compile(r"(?:(?<=\s)|^)[Il1|!¦:;'`,.\-_/\\]{2,}(?=\s|$)")
-_STROKE_RUN = re.compile(r"(?:\b[IlHN1|!i]{1,}\b[\s,.!]*){4,}")
+# barcode strokes: tokens made of I l 1 | ! ' ... (OCR of the printed barcode)
+_STROKE_RUN = re.compile(r"[Il1|!i0]*[Il|]{4}[Il1|!i0 ]*")
+_STROKE_TOKEN = re.compile(r"[Il1|!¦:;'`,.\-_/\\]{2,}|[IlHNUVi1|!()]*[Il]{3,}[IlHNUVi1|!()]*")
 _JUNK = re.compile(r"[^\w\s.,;:()%/+\-'\"<>=&°#]+")
 _SPACES = re.compile(r"[ \t\f\v]+")
 
@@ -54,8 +54,9 @@ def clean_ocr(text: str) -> str:
     text = _BARCODE_REST.sub(" ", text)
     lines = []
     for line in text.split("\n"):
-        line = _STROKE_RUN.sub(" ", line)
-        line = _STROKES.sub(" ", line)
+        if "II" in line or "ll" in line or "||" in line or "!!" in line or "11" in line:
+            line = _STROKE_RUN.sub(" ", line)
+            line = " ".join(t for t in line.split() if not _STROKE_TOKEN.fullmatch(t))
         line = _JUNK.sub(" ", line)
         line = _SPACES.sub(" ", line).strip(" ,;-_|").lstrip(".:")
         lines.append(line)
@@ -63,6 +64,8 @@ def clean_ocr(text: str) -> str:
 
 
 _ABBREV = ("dr", "mr", "mrs", "ms", "no", "vs", "approx", "fig", "st", "e.g", "i.e", "cf", "etc", "ca", "pt")
+_ABBREV_END = re.compile(r"(?:^|\s)(%s)\.$" % "|".join(re.escape(a) for a in _ABBREV), re.IGNORECASE)
+_WORD = re.compile(r"[A-Za-z]{2,}")
 _SPLIT = re.compile(r"(?<=[.!?;])\s+(?=[\"'(]?[A-Z0-9])")
 
 
@@ -70,13 +73,10 @@ def _quality(sentence: str, min_chars: int, min_alpha: float) -> bool:
     s = sentence.strip()
     if len(s) < min_chars:
         return False
-    chars = [c for c in s if not c.isspace()]
-    if not chars:
+    n_chars = len(s) - s.count(" ")
+    if n_chars <= 0 or sum(map(str.isalpha, s)) / n_chars < min_alpha:
         return False
-    if sum(c.isalpha() for c in chars) / len(chars) < min_alpha:
-        return False
-    words = [w for w in re.findall(r"[A-Za-z]{2,}", s)]
-    if len(words) < 3:
+    if len(_WORD.findall(s)) < 3:
         return False
     # a sentence of mostly 1-2 letter tokens is OCR noise
     tokens = s.split()
@@ -99,8 +99,7 @@ def split_sentences(text: str, *, min_chars: int = 20, min_alpha: float = 0.6, m
         parts = _SPLIT.split(line)
         merged: list[str] = []
         for part in parts:  # undo splits after abbreviations ("Dr. Smith")
-            if merged and re.search(r"(?:^|\s)(%s)\.$" % "|".join(re.escape(a) for a in _ABBREV), merged[-1],
-                                    re.IGNORECASE):
+            if merged and _ABBREV_END.search(merged[-1]):
                 merged[-1] = merged[-1] + " " + part
             else:
                 merged.append(part)
@@ -311,7 +310,8 @@ class ReportTextReader(Reader):
                          f"{self.duplicate_reports}")
         if n_removed:
             notes.append(f"text: {n_removed} repeated sentences removed within patients")
-        no_text = [p for p in by_patient if p not in set(pids)]
+        with_text = set(pids)
+        no_text = [p for p in by_patient if p not in with_text]
         if no_text:
             notes.append(f"text: {len(no_text)} patients have no usable sentence (empty or unreadable reports)")
         if not pids:

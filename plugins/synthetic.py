@@ -350,16 +350,23 @@ class SyntheticTcgaReader(Reader):
             idx = np.flatnonzero(tc == c)
             thr, sigma, nuc, lumen = _TILE_STYLE[c]
             k = len(idx)
-            nuclei = _smooth(rng.normal(size=(k, S, S)).astype(np.float32), sigma)
-            mask = np.clip((nuclei - thr * 2.2) * 2.5 + 0.5, 0, 1)  # soft nucleus mask
-            lum = _smooth(rng.normal(size=(k, S, S)).astype(np.float32), S / 10)
-            lumen_mask = (lum > np.quantile(lum, 1 - lumen, axis=(1, 2), keepdims=True)).astype(np.float32)
-            fibres = _smooth(rng.normal(size=(k, S, S)).astype(np.float32), 0.8)
-            stroma = np.array([232, 160, 200], dtype=np.float32) + rng.normal(0, 6, size=(k, 1, 1, 3))
-            img = stroma * (1 - mask[..., None]) + np.array(nuc, dtype=np.float32) * mask[..., None]
-            img += 10 * fibres[..., None]
-            img = img * (1 - lumen_mask[..., None]) + np.array([245, 240, 245], dtype=np.float32) * lumen_mask[..., None]
-            img += rng.normal(0, 4, size=img.shape)
+            f32 = np.float32
+
+            def noise(*shape):
+                return rng.standard_normal(size=shape, dtype=f32)
+
+            nuclei = _smooth(noise(k, S, S), sigma)
+            mask = np.clip((nuclei - f32(thr * 2.2)) * f32(2.5) + f32(0.5), 0, 1)[..., None]  # soft nuclei
+            lum = _smooth(noise(k, S // 4, S // 4), S / 40)  # coarse field, upsampled: round lumina
+            lum = lum.repeat(4, axis=1).repeat(4, axis=2)
+            cut = np.quantile(lum.reshape(k, -1), 1 - lumen, axis=1).astype(f32)[:, None, None]
+            lumen_mask = (lum > cut).astype(f32)[..., None]
+            fibres = _smooth(noise(k, S, S), 0.8)[..., None]
+            stroma = np.array([232, 160, 200], dtype=f32) + f32(6) * noise(k, 1, 1, 3)
+            img = stroma * (1 - mask) + np.array(nuc, dtype=f32) * mask
+            img += f32(10) * fibres
+            img = img * (1 - lumen_mask) + np.array([245, 240, 245], dtype=f32) * lumen_mask
+            img += f32(4) * noise(k, S, S, 3)
             tiles[idx] = np.clip(img, 0, 255).astype(np.uint8)
         return tiles, owner
 
