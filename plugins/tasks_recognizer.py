@@ -521,7 +521,7 @@ class _RecognizerBase(Task):
     def _train_unit(self, ctx: Any, model: str, sampling: str, ks: list[int], repeat: int, mode: str,
                     train_ks: list[int], run_id: str, class_names: list[str], label: str | None) -> dict[str, Any]:
         t0 = time.perf_counter()
-        data = RepeatData(ctx, sampling, ks, self.n_per_k, repeat, self.test_fraction, self.val_fraction)
+        data = RepeatData(ctx, sampling, train_ks, self.n_per_k, repeat, self.test_fraction, self.val_fraction)
         tr = data.training(train_ks, "train")
         va = data.training(train_ks, "val")
         cls_index = {c: i for i, c in enumerate(class_names)}
