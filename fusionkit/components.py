@@ -16,7 +16,7 @@ adapter    width adapters: ``fit(X)``, ``transform(X)`` -> common width
 sampler    ``plan(pool, rng, ...) -> DrawPlan`` (indices only, no vectors)
 perturbation ``apply(plan, rng) -> DrawPlan`` (marks draws replaced by noise)
 aggregator ``reduce(gathered, mask) -> (n, out_dim)``
-index      vector index: ``add(X, ids)``, ``search(Q, k)``, ``save``/``load``
+index      vector index: ``build(X, ids)``, ``search(Q, k)``, ``save``/``load``
 task       ``run(ctx) -> dict`` an experiment that writes tables/figures
 ========== ===================================================================
 """
