@@ -440,8 +440,8 @@ class ClinicalSentencesReader(Reader):
                                 hint="set cancer_column")
             df = df[df[cc].astype(str).isin([str(c) for c in self.cancers])]
             present = sorted(df[cc].astype(str).unique())
-            notes.append(f"clinical: rendered for {', '.join(present)} only; if other modalities cover more "
-                         "cancers, availability of this modality can leak the label (SPEC 2.5)")
+            notes.append(f"clinical: rendered for {', '.join(present)} (cancers parameter); render it for every "
+                         "cancer of the study, else its availability can leak the label (SPEC 2.5)")
         if df.empty:
             raise DataError("no patient left in the clinical table", where=path, hint="check cancers")
         candidates = [c for c in df.columns if c not in (idc, cc)]
