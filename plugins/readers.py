@@ -223,7 +223,7 @@ class TcgaFolderReader(Reader):
                  subtype_column: str = "mRNA", tmb_divisor: float = 30.0, tmb_threshold: float = 0.5,
                  seed: int = 0):
         self.root = root
-        self.modalities = list(modalities) if modalities is not None else None
+        self.modalities = modalities
         self.clinical = clinical
         self.clinical_exclude_diagnosis_fields = clinical_exclude_diagnosis_fields
         self.clinical_shared_fields_only = clinical_shared_fields_only

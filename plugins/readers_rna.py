@@ -371,7 +371,7 @@ class GdcStarCountsReader(Reader):
         self.sample_sheet = sample_sheet
         self.value = value
         self.gene_key = gene_key
-        self.gene_types = list(gene_types) if gene_types is not None else None
+        self.gene_types = gene_types
         self.sample_types = list(sample_types) if sample_types is not None else None
         self.log1p = log1p
         self.modality = modality
