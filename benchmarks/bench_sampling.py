@@ -20,6 +20,7 @@ bytes read (rows gathered x dim x 4) + bytes written (aggregates x dim x 4).
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -229,7 +230,8 @@ def run(quick: bool = False, tmp: Path | None = None) -> list[dict[str, Any]]:
     n_naive = 1_000 if quick else 3_000
     copy_bytes = (256 if quick else 1024) * 2 ** 20
     rows: list[dict[str, Any]] = []
-    with temp_dir(tmp, "sampling") as folder:
+    # run_all passes a shared ``tmp`` (it cleans up; stores are reused by bench_scaling)
+    with (contextlib.nullcontext(Path(tmp)) if tmp else temp_dir(None, "sampling")) as folder:
         t0 = time.perf_counter()
         paths = make_stores(folder, n_total)
         gen_s = time.perf_counter() - t0
