@@ -803,7 +803,7 @@ def _figures(ctx: Any, name: str, summary_rows: list[dict[str, Any]], modalities
         flat = list(axes.ravel())
         for ax in flat[n:]:
             ax.axis("off")
-        fig.suptitle(title)
+        fig.suptitle(title, y=1.03)
         return fig, flat[:n]
 
     labels = {"deep": "DL", "baseline": "BL"}
