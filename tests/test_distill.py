@@ -267,23 +267,32 @@ def test_teacher_learns_and_drop_one_hurts():
     assert no_rna < acc
 
 
-def _write_cohort(tmp_path, n=45, d=8, tiles=5):
+def _write_cohort(tmp_path, n=45, d=8, tiles=5, modalities=("rna", "image"), params=None):
+    """Precomputed embeddings: rna strong signal (one vector), image weak (tiles), mutation weak
+    (one vector), text weak (sentences); a recipe with one distill task."""
     import pandas as pd
 
     rng = np.random.default_rng(1)
     pats = [f"TCGA-ZZ-{i:04d}" for i in range(n)]
     cancers = np.array(["BRCA", "LUAD", "THCA"])[np.arange(n) % 3]
     k = np.arange(n) % 3
-    rna = rng.normal(0, 1, (n, d)).astype(np.float32)
-    rna[np.arange(n), k] += 4.0
-    ip = np.repeat(np.arange(n), tiles)
-    img = rng.normal(0, 1, (n * tiles, d)).astype(np.float32)
-    img[np.arange(n * tiles), 3 + k[ip]] += 0.7
-    for name, X, owner in (("rna", rna, np.arange(n)), ("image", img, ip)):
+    layout = {"rna": (1, 4.0), "image": (tiles, 0.7), "mutation": (1, 0.7), "text": (4, 0.7)}
+    for name in modalities:
+        per, strength = layout[name]
+        owner = np.repeat(np.arange(n), per)
+        X = rng.normal(0, 1, (len(owner), d)).astype(np.float32)
+        X[np.arange(len(owner)), (0 if per == 1 and name == "rna" else 3) + k[owner]] += strength
         np.save(tmp_path / f"{name}.npy", X)
         pd.DataFrame({"patient_id": [pats[i] for i in owner],
                       "cancer_type": cancers[owner]}).to_csv(tmp_path / f"{name}_ids.csv", index=False)
-    inputs = ", ".join(f"{m}: {{path: {m}.npy, ids: {m}_ids.csv}}" for m in ("rna", "image"))
+    inputs = ", ".join(f"{m}: {{path: {m}.npy, ids: {m}_ids.csv}}" for m in modalities)
+    mods = "\n".join(f"  {m}: {{encoder: identity}}" for m in modalities)
+    p = {"teacher_modalities": "[rna, image]", "student_modalities": "[image]", "targets": "[cancer_type, subtype]",
+         "repeats": 2, "epochs": 12, "patience": 12, "hidden": 16, "subspace_dim": 8, "attention_dim": 8,
+         "prototypes": 3, "keep_prototypes": 2, "consistency_pool": 2, "batch_size": 12, "lr": 0.005,
+         "min_class_size": 5, "baseline_k": 3, "baseline_repeats": 2, "device": "cpu", "num_threads": 1,
+         **(params or {})}
+    plines = "\n".join(f"      {key}: {value}" for key, value in p.items())
     recipe = f"""schema: 1
 name: distill-test
 seed: 7
@@ -291,32 +300,13 @@ width: {d}
 data:
   reader: {{name: precomputed, params: {{inputs: {{{inputs}}}}}}}
 modalities:
-  rna: {{encoder: identity}}
-  image: {{encoder: identity}}
+{mods}
 output: {{save_aggregates: false}}
 tasks:
   distill:
     name: distill
     params:
-      teacher_modalities: [rna, image]
-      student_modalities: [image]
-      targets: [cancer_type, subtype]
-      repeats: 2
-      epochs: 12
-      patience: 12
-      hidden: 16
-      subspace_dim: 8
-      attention_dim: 8
-      prototypes: 3
-      keep_prototypes: 2
-      consistency_pool: 2
-      batch_size: 12
-      lr: 0.005
-      min_class_size: 5
-      baseline_k: 3
-      baseline_repeats: 2
-      device: cpu
-      num_threads: 1
+{plines}
 """
     path = tmp_path / "recipe.yaml"
     path.write_text(recipe)
@@ -350,6 +340,25 @@ def test_end_to_end_run(plugin_system, tmp_path):
     again = json.loads((out / "metrics.json").read_text())["distill"]["summary"]
     assert again["units"]["reused"] == 2
     assert again["results"] == s["results"]
+
+
+def test_generic_configuration_rna_mutation_text_to_mutation_text(plugin_system, tmp_path):
+    """Teacher {rna, mutation, text} -> student {mutation, text}: no image, so no consistency term."""
+    from fusionkit import engine
+    from fusionkit.recipe import load_recipe
+
+    path = _write_cohort(tmp_path, modalities=("rna", "mutation", "text"), params={
+        "teacher_modalities": "[rna, mutation, text]", "student_modalities": "[mutation, text]",
+        "targets": "[cancer_type]", "repeats": 1, "epochs": 6, "coordination": "gradient",
+        "disentangle": "decorrelation", "feature_loss": "cosine"})
+    out = tmp_path / "out"
+    engine.run(load_recipe(path, plugin_system), plugin_system, out_dir=out, progress=False)
+    s = json.loads((out / "metrics.json").read_text())["distill"]["summary"]
+    assert s["consistency"] is None
+    assert set(s["results"]["cancer_type"]) == {"teacher", "student", "unimodal", "sum-baseline"}
+    assert set(s["teacher_drop_one_macro_f1"]["cancer_type"]) == {"rna", "mutation", "text"}
+    kinds = {a["modality"]: (a["kind"], a["student_kind"]) for a in s["availability"]}
+    assert kinds == {"rna": ("vector", ""), "mutation": ("vector", "vector"), "text": ("mil", "ita")}
 
 
 def test_bad_params_are_reported():
