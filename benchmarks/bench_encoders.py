@@ -152,18 +152,22 @@ def bench_tiles(n: int) -> list[dict[str, Any]]:
                 outs.append(model(torch.from_numpy(np.stack(batch))).numpy())
         return np.concatenate(outs)
 
+    # both warmed up on the full batch shape first, then timed alternately (best of 2 each)
     direct()
-    t0 = time.perf_counter()
-    direct()
-    t_direct = time.perf_counter() - t0
-    t0 = time.perf_counter()
     enc.encode(paths)
-    t_fk = time.perf_counter() - t0
+    t_direct = t_fk = float("inf")
+    for _ in range(2):
+        t0 = time.perf_counter()
+        direct()
+        t_direct = min(t_direct, time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        enc.encode(paths)
+        t_fk = min(t_fk, time.perf_counter() - t0)
     base = "timm model forward" if timm_ok and getattr(enc, "backend_", "") == "timm" else \
         f"plugin's native torch module forward (timm not importable: {why})"
     return [row(BENCH, "efficientnet-lite0 (fusionkit) vs direct forward", len(paths) / t_fk, len(paths) / t_direct,
                 unit="tiles/s", target=">= 0.9", met=t_direct / t_fk >= 0.9,
-                note=f"{len(paths)} real 256x256 H&E tiles -> {size[0]}x{size[1]}, batch 32, CPU; baseline: PIL load "
+                note=f"{len(paths)} real 256x256 H&E tiles -> {size[0]}x{size[1]}, batch 32, CPU, best of 2; baseline: PIL load "
                      f"+ hand normalisation + {base}")]
 
 
@@ -219,7 +223,7 @@ def run(quick: bool = False, tmp: Path | None = None) -> list[dict[str, Any]]:
     if not TCGA.exists():
         return [skip(BENCH, "all", f"{TCGA} is absent")]
     rows = []
-    for fn, arg in ((bench_text, (300 if quick else 2000, tmp, 200 if quick else 500)), (bench_tiles, (32 if quick else 163,)),
+    for fn, arg in ((bench_text, (300 if quick else 2000, tmp, 200 if quick else 500)), (bench_tiles, (32 if quick else 96,)),
                     (bench_vae, (2 if quick else 5,))):
         try:
             rows += fn(*arg)
