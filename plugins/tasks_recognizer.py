@@ -450,6 +450,7 @@ class _RecognizerBase(Task):
     @classmethod
     def check_recipe(cls, params: dict[str, Any], recipe: Any) -> list[tuple[str, str, str]]:
         out: list[tuple[str, str, str]] = []
+        params = {**cls.default_params(), **params}
         table = getattr(recipe, "sampling", {}) or {}
         name, problem = _recipe_sampling_name(params, recipe)
         if problem:
@@ -601,7 +602,7 @@ class _RecognizerBase(Task):
                                            class_names, label),
                                           label=f"{model} r{repeat} {mode} k={train_ks}"))
         t0 = time.perf_counter()
-        results = ctx.run_units(f"{ctx.task_name}", units)
+        results = ctx.run_units(ctx.task_name or self.group, units)
         wall = time.perf_counter() - t0
         ordered = [results[u.key] for u in units]
         rows = [row for res in ordered for row in res["rows"]]
@@ -912,8 +913,8 @@ class RecognizerTask(_RecognizerBase):
     group = "recognizer"
 
     def __init__(self, sampling: str = "", k: Any = None, n_per_k: int | None = None, repeats: int = 30,
-                 modes: list | None = None, perturbations: list | None = None, baseline: bool = False,
-                 hidden: list | None = None, head_hidden: int = 32, dropout: float = 0.2, loss: str = "mse",
+                 modes: list | tuple = ("isolation", "composite"), perturbations: list | tuple = (),
+                 baseline: bool = False, hidden: list | tuple = (512, 256), head_hidden: int = 32, dropout: float = 0.2, loss: str = "mse",
                  head_weights: dict | None = None, predict_counts: bool = False, count_weight: float = 1.0,
                  predict_cancer: bool = False, cancer_weight: float = 1.0, lr: float = 1e-3,
                  batch_size: int = 256, max_epochs: int = 100, patience: int = 8, weight_decay: float = 0.0,
@@ -924,10 +925,10 @@ class RecognizerTask(_RecognizerBase):
         self.k = k
         self.n_per_k = n_per_k
         self.repeats = repeats
-        self.modes = modes if modes is not None else ["isolation"]
-        self.perturbations = perturbations if perturbations is not None else []
+        self.modes = modes
+        self.perturbations = perturbations
         self.baseline = baseline
-        self.hidden = hidden if hidden is not None else [512, 256]
+        self.hidden = hidden
         self.head_hidden = head_hidden
         self.dropout = dropout
         self.loss = loss
@@ -949,11 +950,6 @@ class RecognizerTask(_RecognizerBase):
         self.val_fraction = val_fraction
         self.baseline_C = baseline_C
         self.threads = threads
-
-    @classmethod
-    def check_recipe(cls, params: dict[str, Any], recipe: Any) -> list[tuple[str, str, str]]:
-        params = {"modes": ["isolation"], **{k: v for k, v in params.items() if v is not None}}
-        return super().check_recipe(params, recipe)
 
     def _models(self) -> list[str]:
         return ["deep", "baseline"] if self.baseline else ["deep"]
@@ -995,15 +991,15 @@ class RecognizerBaselineTask(_RecognizerBase):
     models = ("baseline",)
 
     def __init__(self, sampling: str = "", k: Any = None, n_per_k: int | None = None, repeats: int = 30,
-                 modes: list | None = None, perturbations: list | None = None, predict_cancer: bool = False,
+                 modes: list | tuple = ("isolation",), perturbations: list | tuple = (), predict_cancer: bool = False,
                  C: float = 1.0, max_iter: int = 300, threshold: float = 0.5, drop_empty: bool = True,
                  test_fraction: float = 0.2, val_fraction: float = 0.2):
         self.sampling = sampling
         self.k = k
         self.n_per_k = n_per_k
         self.repeats = repeats
-        self.modes = modes if modes is not None else ["isolation"]
-        self.perturbations = perturbations if perturbations is not None else []
+        self.modes = modes
+        self.perturbations = perturbations
         self.predict_cancer = predict_cancer
         self.C = C
         self.max_iter = max_iter
@@ -1011,11 +1007,6 @@ class RecognizerBaselineTask(_RecognizerBase):
         self.drop_empty = drop_empty
         self.test_fraction = test_fraction
         self.val_fraction = val_fraction
-
-    @classmethod
-    def check_recipe(cls, params: dict[str, Any], recipe: Any) -> list[tuple[str, str, str]]:
-        params = {"modes": ["isolation"], **{k: v for k, v in params.items() if v is not None}}
-        return super().check_recipe(params, recipe)
 
     def _model_factory(self, model: str, ctx: Any, modalities: list[str], n_classes: int, seed: int,
                        k_scale: float) -> Any:
