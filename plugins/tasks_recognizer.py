@@ -655,6 +655,11 @@ class _RecognizerBase(Task):
             robustness.setdefault(r["model"], {}).setdefault(r["mode"], {}).setdefault(r["modality"], {}) \
                 .setdefault(str(r["noise"]), {})[str(r["k"])] = _clean(r["mean"])
         epochs = [i["epochs"] for i in infos if "epochs" in i]
+        cancer: dict[str, Any] = {}
+        for r in summary_rows:
+            if r["modality"] == CANCER_MODALITY and r["perturbation"] == "none" and r["metric"] in ("accuracy", "mcc"):
+                cancer.setdefault(r["model"], {}).setdefault(r["mode"], {}).setdefault(r["metric"], {})[
+                    str(r["k"])] = _clean(r["mean"])
         summary = {
             "sampling": sampling, "sampler": sampler, "k": ks, "modes": modes, "models": models,
             "repeats": repeats, "n_per_k": self.n_per_k, "perturbations": list(self.perturbations or []),
@@ -663,6 +668,7 @@ class _RecognizerBase(Task):
             "mean_mcc": {f"{mo}/{md}/{m}": _clean(float(np.nanmean(list(v.values())) if v else float("nan")))
                          for mo, t in mcc_table.items() for md, t2 in t.items() for m, v in t2.items()},
             "robustness_mcc": robustness,
+            "cancer_type": cancer,
             "embedding_stats": stats,
             "units": {"total": len(infos), "reused": reused, "computed": len(infos) - reused},
             "train_time_s": round(float(sum(i.get("train_s", 0.0) for i in infos if i.get("run_id"))), 2),

@@ -24,12 +24,15 @@ def _write_pool(root: Path, seed: int = 0, n_patients: int = 90, centred: tuple[
     inputs = {}
     pids = [f"TCGA-AA-{i:04d}" for i in range(n_patients)]
     cancer = {p: CANCERS[i % len(CANCERS)] for i, p in enumerate(pids)}
-    directions = np.linalg.qr(rng.normal(size=(DIM, len(MODS))))[0].T  # orthonormal mean offsets
+    # orthonormal mean offsets: one per modality, one per cancer (the cancer signal of every item)
+    directions = np.linalg.qr(rng.normal(size=(DIM, len(MODS) + len(CANCERS))))[0].T
+    shift = np.stack([2.0 * directions[len(MODS) + CANCERS.index(cancer[p])] for p in pids])
     for j, m in enumerate(MODS):
         per = 3 if m in ("image", "text") else 1  # several tiles / sentences per patient
         ids = [p for p in pids for _ in range(per)]
         offset = 0.0 if m in centred else 6.0
-        X = (rng.normal(size=(len(ids), DIM)) + offset * directions[j]).astype(np.float32)
+        rows = np.repeat(np.arange(n_patients), per)
+        X = (rng.normal(size=(len(ids), DIM)) + offset * directions[j] + shift[rows]).astype(np.float32)
         np.save(root / f"{m}.npy", X)
         with open(root / f"{m}_ids.csv", "w", newline="") as fh:
             w = csv.writer(fh)
@@ -152,6 +155,7 @@ def test_cancer_specific_with_counts_and_cancer_head(tmp_path, plugin_system):
     rows = _read_csv(tmp_path / "out" / res["tables"]["per_repeat"])
     metrics = {(r["modality"], r["metric"]) for r in rows}
     assert ("cancer_type", "accuracy") in metrics and ("cancer_type", "mcc") in metrics
+    assert res["summary"]["cancer_type"]["deep"]["isolation"]["accuracy"]["4"] > 0.6  # chance: 1/3
     assert ("rna", "count_mae") in metrics and ("rna", "count_accuracy") in metrics
     count_acc = [float(r["value"]) for r in rows if r["metric"] == "count_accuracy" and r["stratum"] == "all"]
     assert np.mean(count_acc) > 0.5  # counts are learnable with distinct offsets
