@@ -41,8 +41,9 @@ log = logging.getLogger("fusionkit.distill")
 
 MODELS = ("teacher", "student", "unimodal", "sum-baseline")
 METRICS = ("macro_f1", "accuracy", "mcc", "balanced_accuracy")
-#: parameters that do not change results (left out of unit cache keys)
-NON_RESULT_PARAMS = ("device", "num_threads", "figures")
+#: parameters that do not change one (target, repeat) unit's result (left out of its cache key):
+#: raising ``repeats`` or adding a target reuses the finished units
+NON_RESULT_PARAMS = ("device", "num_threads", "repeats", "targets")
 
 
 class DistillTask(Task):
