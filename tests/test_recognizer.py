@@ -18,7 +18,8 @@ DIM = 24
 CANCERS = ("BRCA", "LUAD", "THCA")
 
 
-def _write_pool(root: Path, seed: int = 0, n_patients: int = 90, centred: tuple[str, ...] = ()) -> dict:
+def _write_pool(root: Path, seed: int = 0, n_patients: int = 90, centred: tuple[str, ...] = (),
+                cancer_shift: float = 2.0) -> dict:
     """Four modalities whose embeddings have distinct mean offsets (``centred`` ones: zero mean)."""
     rng = np.random.default_rng(seed)
     inputs = {}
@@ -26,13 +27,16 @@ def _write_pool(root: Path, seed: int = 0, n_patients: int = 90, centred: tuple[
     cancer = {p: CANCERS[i % len(CANCERS)] for i, p in enumerate(pids)}
     # orthonormal mean offsets: one per modality, one per cancer (the cancer signal of every item)
     directions = np.linalg.qr(rng.normal(size=(DIM, len(MODS) + len(CANCERS))))[0].T
-    shift = np.stack([2.0 * directions[len(MODS) + CANCERS.index(cancer[p])] for p in pids])
+    shift = np.stack([cancer_shift * directions[len(MODS) + CANCERS.index(cancer[p])] for p in pids])
     for j, m in enumerate(MODS):
         per = 3 if m in ("image", "text") else 1  # several tiles / sentences per patient
         ids = [p for p in pids for _ in range(per)]
         offset = 0.0 if m in centred else 6.0
         rows = np.repeat(np.arange(n_patients), per)
-        X = (rng.normal(size=(len(ids), DIM)) + offset * directions[j] + shift[rows]).astype(np.float32)
+        X = rng.normal(size=(len(ids), DIM)) + offset * directions[j]
+        if m not in centred:
+            X = X + shift[rows]
+        X = X.astype(np.float32)
         np.save(root / f"{m}.npy", X)
         with open(root / f"{m}_ids.csv", "w", newline="") as fh:
             w = csv.writer(fh)
@@ -43,8 +47,9 @@ def _write_pool(root: Path, seed: int = 0, n_patients: int = 90, centred: tuple[
 
 
 def _recipe(root: Path, tasks: dict, *, sampler: str = "modality-level", k=(3, 6), n: int = 600,
-            perturbations: dict | None = None, centred: tuple[str, ...] = (), workers: int = 1) -> Path:
-    inputs = _write_pool(root, centred=centred)
+            perturbations: dict | None = None, centred: tuple[str, ...] = (), workers: int = 1,
+            cancer_shift: float = 2.0) -> Path:
+    inputs = _write_pool(root, centred=centred, cancer_shift=cancer_shift)
     raw = {
         "schema": 1, "name": "rec-test", "seed": 3, "width": DIM,
         "data": {"reader": {"name": "precomputed", "params": {"inputs": inputs}}},
@@ -135,12 +140,15 @@ def test_recognizer_end_to_end(tmp_path, plugin_system):
 def test_baseline_task_and_centred_modality(tmp_path, plugin_system):
     """recognizer-baseline runs alone; a zero-mean modality is much harder to recognise (SPEC 2.5)."""
     tasks = {"bl": {"name": "recognizer-baseline", "params": {"sampling": "rec", "repeats": 1, "k": [6]}}}
-    path = _recipe(tmp_path, tasks, centred=("rna",), n=500)
+    path = _recipe(tmp_path, tasks, centred=("rna",), n=500, cancer_shift=0.0)
     _run(path, plugin_system)
     res = _metrics(tmp_path)["bl"]
     mcc = res["summary"]["mcc"]["baseline"]["isolation"]
-    assert mcc["mutation"]["6"] > 0.7
-    assert mcc["rna"]["6"] < mcc["mutation"]["6"] - 0.3
+    others = [mcc[m]["6"] for m in MODS if m != "rna"]
+    assert min(others) > 0.7, mcc
+    # the centred modality is the hardest; it is not at chance only because, at a fixed k, its count
+    # is k minus the (visible) counts of the others
+    assert mcc["rna"]["6"] < min(others) - 0.1 and mcc["rna"]["6"] < 0.7, mcc
     stats = res["summary"]["embedding_stats"]
     assert stats["rna"]["norm_of_mean"] < 0.5 * stats["mutation"]["norm_of_mean"]
 
