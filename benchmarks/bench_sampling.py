@@ -78,7 +78,7 @@ def memcopy_bandwidth(nbytes: int, repeat: int = 3) -> dict[str, float]:
         best = min(best, time.perf_counter() - t0)
     # random-row gather ceiling: np.take of random 768-float rows of the same in-RAM
     # array into a reused buffer (what a perfect gather could do; read+write bytes)
-    src2 = src.reshape(-1, DIM)
+    src2 = src[: (n // DIM) * DIM].reshape(-1, DIM)
     idx = np.random.default_rng(0).integers(0, len(src2), size=min(len(src2), 200_000))
     buf = np.empty((len(idx), DIM), dtype=np.float32)
     np.take(src2, idx, axis=0, out=buf)
