@@ -1,7 +1,8 @@
 """Built-in omics encoders (SPEC 2.1): variational autoencoders for RNA
 expression and for the patient x gene mutation one-hot matrix.
 
-* ``rna-vae``: Gaussian (MSE) reconstruction of min-max scaled expression;
+* ``rna-vae``: Gaussian reconstruction of min-max scaled expression (variance
+  calibrated to the MSE by default, plain summed MSE as an option);
   KL warm-up (beta starts at 0 and rises by ``kappa`` per epoch, so kappa=1
   gives one warm-up epoch); two phases: pre-training (warm-up, ``lr``) then
   fine-tuning (full beta, ``finetune_lr``). The min-max scaler is part of the
@@ -252,12 +253,22 @@ class _OmicsVAE(Encoder):
         return self
 
     def _loss(self, recon, x, mu, logvar, beta: float):
+        import torch
         import torch.nn.functional as F
 
-        if self.likelihood == "bce":
+        likelihood = getattr(self, "reconstruction", None) or self.likelihood
+        if likelihood == "bce":
             rec = F.binary_cross_entropy_with_logits(recon, x, reduction="sum") / x.shape[0]
-        else:
+        elif likelihood == "gaussian":
+            # Gaussian with the optimal (calibrated) shared variance sigma^2 = MSE (sigma-VAE):
+            # -log p = D/2 * log(MSE) + const per item. Unlike unit-variance MSE on [0, 1]-scaled
+            # inputs, the KL term cannot swamp the reconstruction and collapse the posterior.
+            mse = F.mse_loss(recon, x, reduction="mean")
+            rec = 0.5 * x.shape[1] * torch.log(mse + 1e-6)
+        elif likelihood == "mse":
             rec = F.mse_loss(recon, x, reduction="sum") / x.shape[0]
+        else:
+            raise DataError(f"{self._name()}: reconstruction must be gaussian, mse or bce, got {likelihood!r}")
         kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum() / x.shape[0]
         return rec + beta * kl, rec, kl
 
@@ -384,7 +395,7 @@ class _OmicsVAE(Encoder):
 
 
 class RnaVAE(_OmicsVAE):
-    """RNA-seq VAE: min-max scaled input, MSE reconstruction, KL warm-up, pre-train + fine-tune.
+    """RNA-seq VAE: min-max scaled input, Gaussian reconstruction, KL warm-up, pre-train + fine-tune.
 
     Parameters: ``latent_dim`` (768), ``hidden_dims`` (encoder hidden widths,
     mirrored by the decoder), ``epochs`` (pre-training epochs with the beta
@@ -392,7 +403,10 @@ class RnaVAE(_OmicsVAE):
     ``batch_size``, ``lr``, ``kappa`` (beta increase per epoch; 1 = one
     warm-up epoch), ``beta_max``, ``patience`` (early stopping on the
     validation split, 0 = off), ``min_delta``, ``val_fraction``, ``dropout``,
-    ``seed`` (None = the run's seed), ``device`` (auto|cpu|cuda).
+    ``reconstruction`` (``gaussian``: Gaussian likelihood with a calibrated
+    shared variance, the default; ``mse``: unit-variance Gaussian, i.e. plain
+    summed MSE, which on [0, 1]-scaled inputs lets the KL term collapse most
+    latent dimensions), ``seed`` (None = the run's seed), ``device`` (auto|cpu|cuda).
     """
 
     modality = "rna"
@@ -405,7 +419,8 @@ class RnaVAE(_OmicsVAE):
                  finetune_epochs: int = 10, batch_size: int = 256, lr: float = 1e-3,
                  finetune_lr: float = 1e-4, kappa: float = 1.0, beta_max: float = 1.0,
                  patience: int = 10, min_delta: float = 0.0, val_fraction: float = 0.1,
-                 dropout: float = 0.0, seed: int | None = None, device: str = "auto"):
+                 dropout: float = 0.0, reconstruction: str = "gaussian", seed: int | None = None,
+                 device: str = "auto"):
         self.latent_dim = latent_dim
         self.hidden_dims = hidden_dims
         self.epochs = epochs
@@ -419,6 +434,7 @@ class RnaVAE(_OmicsVAE):
         self.min_delta = min_delta
         self.val_fraction = val_fraction
         self.dropout = dropout
+        self.reconstruction = reconstruction
         self.seed = seed
         self.device = device
 
