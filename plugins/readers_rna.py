@@ -372,7 +372,7 @@ class GdcStarCountsReader(Reader):
         self.value = value
         self.gene_key = gene_key
         self.gene_types = gene_types
-        self.sample_types = list(sample_types) if sample_types is not None else None
+        self.sample_types = sample_types
         self.log1p = log1p
         self.modality = modality
 

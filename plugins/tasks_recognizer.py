@@ -461,13 +461,13 @@ class _RecognizerBase(Task):
             if p not in (getattr(recipe, "perturbations", {}) or {}):
                 out.append((f"params.perturbations[{i}]", f"no perturbation entry named {p!r}",
                             f"entries: {', '.join(recipe.perturbations) or '(none)'}"))
-        modes = params.get("modes") or []
+        modes = params.get("modes")
         if isinstance(modes, str):
             modes = [modes]
-        for m in modes:
+        for m in modes or []:
             if m not in MODES:
                 out.append(("params.modes", f"unknown mode {m!r}", "modes: isolation, composite"))
-        if not modes:
+        if modes is not None and not modes:
             out.append(("params.modes", "no mode given", "modes: [isolation] and/or composite"))
         if params.get("k") is not None:
             from fusionkit_plugins.samplers import parse_k
@@ -476,9 +476,9 @@ class _RecognizerBase(Task):
                 parse_k(params["k"])
             except FusionkitError as err:
                 out.append(("params.k", err.message, "e.g. k: [3, 5, 10] or k: 3..10"))
-        repeats = params.get("repeats", 1)
+        repeats = params.get("n_repeats", 1)
         if not isinstance(repeats, int) or repeats < 1:
-            out.append(("params.repeats", f"repeats must be a positive integer, got {repeats!r}", ""))
+            out.append(("params.n_repeats", f"n_repeats must be a positive integer, got {repeats!r}", ""))
         loss = params.get("loss", "mse")
         if loss not in LOSSES:
             out.append(("params.loss", f"unknown loss {loss!r}", "loss: mse (paper), mae or bce"))
@@ -494,14 +494,17 @@ class _RecognizerBase(Task):
 
     # ------------------------------------------------------------------ helpers
     def _modes(self) -> list[str]:
-        modes = [self.modes] if isinstance(self.modes, str) else list(self.modes)
+        if self.modes is None:
+            modes = ["isolation"]
+        else:
+            modes = [self.modes] if isinstance(self.modes, str) else list(self.modes)
         bad = [m for m in modes if m not in MODES]
         if bad or not modes:
             raise DataError(f"unknown recognizer modes {bad or modes}", hint="modes: isolation, composite")
         return modes
 
     def _unit_params(self, ctx: Any, sampling: str) -> dict[str, Any]:
-        params = {k: v for k, v in self.get_params().items() if k not in ("repeats", "modes", "baseline")}
+        params = {k: v for k, v in self.get_params().items() if k not in ("n_repeats", "modes", "baseline")}
         params["_sampling_spec"] = ctx.recipe.sampling[sampling].to_dict()
         params["_perturbations"] = {p: ctx.recipe.perturbations[p].to_dict() for p in self.perturbations or []}
         params["_version"] = 1
@@ -572,7 +575,7 @@ class _RecognizerBase(Task):
         spec = ctx.recipe.sampling[sampling]
         ks = parse_k(self.k if self.k is not None else spec.params.get("k", 3))
         modes = self._modes()
-        repeats = int(self.repeats)
+        repeats = int(self.n_repeats)
         for p in self.perturbations or []:
             pspec = ctx.recipe.perturbations.get(p)
             if pspec is not None and pspec.params.get("apply_to", "test") != "test":
@@ -902,7 +905,7 @@ class RecognizerTask(_RecognizerBase):
     Parameters: ``sampling`` recipe sampling entry (modality-level or
     cancer-specific; default: the only such entry); ``k`` sample counts
     (default: the sampler's); ``n_per_k`` aggregates per k (default: the
-    sampler's ``n``); ``repeats`` (new data, split and initialisation each);
+    sampler's ``n``); ``n_repeats`` (new data, split and initialisation each);
     ``modes`` isolation and/or composite; ``perturbations`` recipe
     perturbation names for the robustness test (train clean, test perturbed);
     ``baseline`` also run the logistic baseline on the same data; network:
@@ -918,7 +921,7 @@ class RecognizerTask(_RecognizerBase):
 
     group = "recognizer"
 
-    def __init__(self, sampling: str = "", k: Any = None, n_per_k: int | None = None, repeats: int = 30,
+    def __init__(self, sampling: str = "", k: Any = None, n_per_k: int | None = None, n_repeats: int = 30,
                  modes: list | tuple = ("isolation", "composite"), perturbations: list | tuple = (),
                  baseline: bool = False, hidden: list | tuple = (512, 256), head_hidden: int = 32, dropout: float = 0.2, loss: str = "mse",
                  head_weights: dict | None = None, predict_counts: bool = False, count_weight: float = 1.0,
@@ -930,7 +933,7 @@ class RecognizerTask(_RecognizerBase):
         self.sampling = sampling
         self.k = k
         self.n_per_k = n_per_k
-        self.repeats = repeats
+        self.n_repeats = n_repeats
         self.modes = modes
         self.perturbations = perturbations
         self.baseline = baseline
@@ -986,7 +989,7 @@ class RecognizerTask(_RecognizerBase):
 class RecognizerBaselineTask(_RecognizerBase):
     """Logistic baseline recognizer ("MCRM"): one logistic regression per modality, same protocol.
 
-    Parameters as ``recognizer`` (``sampling``, ``k``, ``n_per_k``, ``repeats``,
+    Parameters as ``recognizer`` (``sampling``, ``k``, ``n_per_k``, ``n_repeats``,
     ``modes``, ``perturbations``, ``predict_cancer``, ``threshold``,
     ``drop_empty``, ``test_fraction``, ``val_fraction``) plus ``C`` (inverse
     regularisation) and ``max_iter``. Inputs are standardised on the training
@@ -996,14 +999,14 @@ class RecognizerBaselineTask(_RecognizerBase):
     group = "recognizer"
     models = ("baseline",)
 
-    def __init__(self, sampling: str = "", k: Any = None, n_per_k: int | None = None, repeats: int = 30,
+    def __init__(self, sampling: str = "", k: Any = None, n_per_k: int | None = None, n_repeats: int = 30,
                  modes: list | tuple = ("isolation",), perturbations: list | tuple = (), predict_cancer: bool = False,
                  C: float = 1.0, max_iter: int = 300, threshold: float = 0.5, drop_empty: bool = True,
                  test_fraction: float = 0.2, val_fraction: float = 0.2):
         self.sampling = sampling
         self.k = k
         self.n_per_k = n_per_k
-        self.repeats = repeats
+        self.n_repeats = n_repeats
         self.modes = modes
         self.perturbations = perturbations
         self.predict_cancer = predict_cancer

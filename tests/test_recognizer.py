@@ -87,7 +87,7 @@ FAST = {"hidden": [64, 32], "head_hidden": 16, "max_epochs": 25, "patience": 4, 
 
 def test_recognizer_end_to_end(tmp_path, plugin_system):
     tasks = {"rec": {"name": "recognizer", "params": {
-        "sampling": "rec", "repeats": 2, "modes": ["isolation", "composite"], "baseline": True,
+        "sampling": "rec", "n_repeats": 2, "modes": ["isolation", "composite"], "baseline": True,
         "perturbations": ["noise10", "noise50"], **FAST}}}
     perts = {"noise10": {"name": "gaussian-replace", "params": {"fraction": 0.1}},
              "noise50": {"name": "gaussian-replace", "params": {"fraction": 0.5}}}
@@ -139,7 +139,7 @@ def test_recognizer_end_to_end(tmp_path, plugin_system):
 
 def test_baseline_task_and_centred_modality(tmp_path, plugin_system):
     """recognizer-baseline runs alone; a zero-mean modality is much harder to recognise (SPEC 2.5)."""
-    tasks = {"bl": {"name": "recognizer-baseline", "params": {"sampling": "rec", "repeats": 1, "k": [6]}}}
+    tasks = {"bl": {"name": "recognizer-baseline", "params": {"sampling": "rec", "n_repeats": 1, "k": [6]}}}
     path = _recipe(tmp_path, tasks, centred=("rna",), n=500, cancer_shift=0.0)
     _run(path, plugin_system)
     res = _metrics(tmp_path)["bl"]
@@ -155,7 +155,7 @@ def test_baseline_task_and_centred_modality(tmp_path, plugin_system):
 
 def test_cancer_specific_with_counts_and_cancer_head(tmp_path, plugin_system):
     tasks = {"rec": {"name": "recognizer", "params": {
-        "repeats": 1, "k": [4], "predict_counts": True, "predict_cancer": True, "loss": "mae",
+        "n_repeats": 1, "k": [4], "predict_counts": True, "predict_cancer": True, "loss": "mae",
         "head_weights": {"text": 2.0}, **FAST}}}
     path = _recipe(tmp_path, tasks, sampler="cancer-specific", n=300)
     _run(path, plugin_system)
