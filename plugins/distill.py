@@ -278,15 +278,18 @@ class DistillTask(Task):
                 notes.append(f"{target}: skipped ({keep})")
                 continue
             idx = np.flatnonzero(keep)
+            # one copy per target, shared by reference by all its repeats (bags can be large)
+            t_sub = {m: v.take(idx) for m, v in t_inputs.items()}
+            c_sub = None if coarse is None else coarse.take(idx)
+            s_sub = {m: v.take(idx) for m, v in s_inputs.items()}
             units = []
             for r in range(int(self.repeats)):
                 key = ctx.unit_key("distill", name, params, target, r)
                 Xb = self.baseline_features(ctx, pool, patients, student, r)[idx]
                 units.append(Unit(key, _repeat_unit, kwargs=dict(
                     task=self, teacher=teacher, student=student,
-                    t_inputs={m: _take(v, idx) for m, v in t_inputs.items()}, t_kinds=t_kinds,
-                    coarse=None if coarse is None else coarse.take(idx), pair=pair,
-                    s_inputs={m: v.take(idx) for m, v in s_inputs.items()}, s_kinds=s_kinds,
+                    t_inputs=t_sub, t_kinds=t_kinds, coarse=c_sub, pair=pair,
+                    s_inputs=s_sub, s_kinds=s_kinds,
                     X_base=Xb, y=y_all[idx], classes=classes, target=target, repeat=r,
                     seed=ctx.seed_for("distill", name, target, r), device=device), label=f"{target}#{r}"))
             before = sum(1 for u in units if _cached(ctx, name, u.key))
@@ -450,10 +453,6 @@ def _device(device: str, ctx: Any) -> str:
     if device in (None, "", "auto"):
         return getattr(ctx, "device", "cpu") or "cpu"
     return str(device)
-
-
-def _take(inputs: Any, idx: np.ndarray) -> Any:
-    return inputs.take(idx)
 
 
 def _cached(ctx: Any, name: str, key: str) -> bool:
