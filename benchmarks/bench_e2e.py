@@ -26,14 +26,36 @@ from common import REPO, main_for, row, run_cmd_measured, skip, temp_dir  # noqa
 BENCH = "5 end to end"
 RECIPE = REPO / "recipes" / "tumor_origin.yaml"
 
-REDUCED = ["tasks.recognizer.params.repeats=1", "tasks.recognizer_cancer.params.repeats=1",
-           "tasks.classifier.params.n_repeats=1", "tasks.gmm.params.n_repeats=1",
-           "tasks.similarity.params.n_repeats=1", "tasks.retrieval.params.n_repeats=1"]
-QUICK = REDUCED + ["data.reader.params.n_patients=120", "tasks.recognizer.params.n_per_k=300",
-                   "tasks.recognizer_cancer.params.n_per_k=300", "tasks.recognizer.params.max_epochs=5",
-                   "tasks.recognizer_cancer.params.max_epochs=5", "tasks.classifier.params.max_epochs=10",
-                   "modalities.rna.encoder.params.epochs=3", "modalities.rna.encoder.params.finetune_epochs=1",
-                   "modalities.mutation.encoder.params.epochs=3"]
+REPEAT_KEYS = ("repeats", "n_repeats")
+
+
+def reduced_sets(quick: bool) -> list[str]:
+    """--set overrides putting every task's repeat count to 1 (and, quick, smaller sizes),
+    derived from the recipe itself so renamed parameters do not break the benchmark."""
+    from fusionkit.recipe import load_yaml
+
+    raw = load_yaml(RECIPE)
+    sets = []
+    for name, task in (raw.get("tasks") or {}).items():
+        params = (task or {}).get("params") or {} if isinstance(task, dict) else {}
+        for key in REPEAT_KEYS:
+            if isinstance(params.get(key), int) and params[key] > 1:
+                sets.append(f"tasks.{name}.params.{key}=1")
+        if quick:
+            if isinstance(params.get("n_per_k"), int):
+                sets.append(f"tasks.{name}.params.n_per_k={min(300, params['n_per_k'])}")
+            if isinstance(params.get("max_epochs"), int):
+                sets.append(f"tasks.{name}.params.max_epochs={min(5, params['max_epochs'])}")
+    if quick:
+        reader = ((raw.get("data") or {}).get("reader") or {})
+        if isinstance(reader, dict) and "n_patients" in (reader.get("params") or {}):
+            sets.append("data.reader.params.n_patients=120")
+        for mod, spec in (raw.get("modalities") or {}).items():
+            enc = (spec or {}).get("encoder") if isinstance(spec, dict) else None
+            for key in ("epochs", "finetune_epochs"):
+                if isinstance(enc, dict) and isinstance((enc.get("params") or {}).get(key), int):
+                    sets.append(f"modalities.{mod}.encoder.params.{key}={min(2, enc['params'][key])}")
+    return sets
 
 
 def run(quick: bool = False, tmp: Path | None = None, full: bool = False,
@@ -43,7 +65,7 @@ def run(quick: bool = False, tmp: Path | None = None, full: bool = False,
     exe = shutil.which("fusionkit") or str(Path(sys.executable).parent / "fusionkit")
     if not Path(exe).exists():
         return [skip(BENCH, "fusionkit run tumor_origin", "the fusionkit CLI is not installed")]
-    sets = [] if full else (QUICK if quick else REDUCED)
+    sets = [] if full else reduced_sets(quick)
     args = [a for s in sets for a in ("--set", s)]
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     rows = []
