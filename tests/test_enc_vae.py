@@ -14,12 +14,7 @@ from fusionkit.errors import DataError  # noqa: E402
 from fusionkit_plugins.omics_vae import MutationVAE, RnaVAE, beta_schedule  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _rna(n=120, d=40, seed=0):
