@@ -311,7 +311,29 @@ def _normal_quantile(p: float) -> float:  # pragma: no cover - fallback only
         (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1)
 
 
-def mean_ci(values: Iterable[Any], level: float = 0.95) -> dict[str, Any]:
+#: metrics bounded to [-1, 1] or [0, 1]: their t-intervals are clipped to the bounds
+_BOUNDS = {
+    "mcc": (-1.0, 1.0), "silhouette": (-1.0, 1.0), "ari": (-1.0, 1.0),
+    **{name: (0.0, 1.0) for name in (
+        "accuracy", "balanced_accuracy", "f1", "macro_f1", "weighted_f1", "precision", "recall", "specificity",
+        "macro_precision", "macro_recall", "nmi", "auc", "precision_at_k", "recall_at_k", "vote_accuracy",
+        "majority_vote_accuracy", "npv")},
+}
+
+
+def metric_bounds(name: Any) -> tuple[float, float] | None:
+    """Bounds of a metric by name (``mcc``, ``per_class.BRCA.f1``, ``silhouette_true``...), else None."""
+    last = str(name).rsplit(".", 1)[-1].lower()
+    if last in _BOUNDS:
+        return _BOUNDS[last]
+    for key, bounds in _BOUNDS.items():
+        if last.startswith(key + "_") or last.endswith("_" + key):
+            return bounds
+    return None
+
+
+def mean_ci(values: Iterable[Any], level: float = 0.95, bounds: tuple[float, float] | None = None
+            ) -> dict[str, Any]:
     """Mean and two-sided t confidence interval of the mean over repeats.
 
     Non-finite values (an undefined metric in some repeat) are left out; ``n``
@@ -330,7 +352,10 @@ def mean_ci(values: Iterable[Any], level: float = 0.95) -> dict[str, Any]:
         return {"mean": mean, "ci_low": NAN, "ci_high": NAN, "n": 1, "std": NAN}
     std = float(v.std(ddof=1))
     half = t_quantile(0.5 + level / 2, n - 1) * std / math.sqrt(n)
-    return {"mean": mean, "ci_low": mean - half, "ci_high": mean + half, "n": n, "std": std}
+    lo, hi = mean - half, mean + half
+    if bounds is not None:  # a bounded metric's interval never leaves its range
+        lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
+    return {"mean": mean, "ci_low": lo, "ci_high": hi, "n": n, "std": std}
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -357,7 +382,7 @@ def summarise(results: Sequence[Mapping[str, Any]], level: float = 0.95) -> dict
             if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
                 continue
             collected.setdefault(key, []).append(float(value))
-    return {key: mean_ci(vals, level) for key, vals in collected.items()}
+    return {key: mean_ci(vals, level, metric_bounds(key)) for key, vals in collected.items()}
 
 
 def summarise_rows(rows: Sequence[Mapping[str, Any]], by: Sequence[str], value: str = "value",
@@ -369,7 +394,8 @@ def summarise_rows(rows: Sequence[Mapping[str, Any]], by: Sequence[str], value: 
         groups.setdefault(key, []).append(float(row[value]))
     out = []
     for key, vals in groups.items():
-        stats = mean_ci(vals, level)
+        named = dict(zip(by, key))
+        stats = mean_ci(vals, level, metric_bounds(named.get("metric", value)))
         out.append({**dict(zip(by, key)), "mean": stats["mean"], "ci_low": stats["ci_low"],
                     "ci_high": stats["ci_high"], "std": stats["std"], "n": stats["n"],
                     "n_repeats": len(vals)})

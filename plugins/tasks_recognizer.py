@@ -714,7 +714,9 @@ def _per_repeat_mean(rows: list[dict[str, Any]], **where: Any) -> dict[str, Any]
         if all(r.get(key) == val for key, val in where.items()) and (ks is None or r["k"] in ks):
             if math.isfinite(r["value"]):
                 per.setdefault(r["repeat"], []).append(r["value"])
-    return mean_ci([float(np.mean(v)) for v in per.values()])
+    from fusionkit.metrics import metric_bounds
+
+    return mean_ci([float(np.mean(v)) for v in per.values()], bounds=metric_bounds(where.get("metric", "")))
 
 
 def _paper_comparison(rows: list[dict[str, Any]], modalities: list[str], ks: list[int], models: list[str],

@@ -238,3 +238,18 @@ def test_summarise_and_summarise_rows():
     out = M.summarise_rows(rows, ["model", "k"])
     assert [(r["model"], r["k"], r["n"]) for r in out] == [("deep", 3, 2), ("bl", 3, 1)]
     assert out[0]["mean"] == approx(0.8) and out[0]["ci_low"] < 0.8 < out[0]["ci_high"]
+
+
+def test_bounded_metric_intervals_are_clipped():
+    from fusionkit.metrics import mean_ci, metric_bounds, summarise, summarise_rows
+
+    assert metric_bounds("mcc") == (-1.0, 1.0) and metric_bounds("per_class.BRCA.f1") == (0.0, 1.0)
+    assert metric_bounds("cohens_d") is None
+    raw = mean_ci([1.0, 1.0, 0.9])
+    assert raw["ci_high"] > 1.0  # a t-interval can leave [0, 1] ...
+    clipped = mean_ci([1.0, 1.0, 0.9], bounds=(0.0, 1.0))
+    assert clipped["ci_high"] == 1.0 and clipped["ci_low"] == raw["ci_low"] and clipped["mean"] == raw["mean"]
+    assert summarise([{"mcc": 1.0}, {"mcc": 1.0}, {"mcc": 0.9}])["mcc"]["ci_high"] == 1.0  # ... not once named
+    rows = [{"metric": "f1", "value": v} for v in (1.0, 1.0, 0.9)] + [{"metric": "d", "value": v} for v in (1.0, 1.0, 0.9)]
+    out = {r["metric"]: r for r in summarise_rows(rows, by=["metric"])}
+    assert out["f1"]["ci_high"] == 1.0 and out["d"]["ci_high"] > 1.0
