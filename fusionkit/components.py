@@ -39,6 +39,9 @@ class Component:
 
     #: filled by the registry when the component is registered
     component_kind: ClassVar[str] = ""
+    #: parameters that name another component ({param: kind}); recipes validate them
+    #: like top-level components (name exists, params bind) and store them resolved
+    component_params: ClassVar[dict[str, str]] = {}
 
     @classmethod
     def param_names(cls) -> list[str]:

@@ -35,6 +35,17 @@ class ModalityView:
     def n(self) -> int:
         return int(len(self.rows))
 
+    def mean(self, block: int = 65536) -> np.ndarray:
+        """Mean vector of the whole store (all rows, label-free; cached), float32."""
+        cached = getattr(self, "_mean", None)
+        if cached is None:
+            total = np.zeros(self.embeddings.shape[1], dtype=np.float64)
+            for i in range(0, self.embeddings.shape[0], block):
+                total += np.asarray(self.embeddings[i:i + block], dtype=np.float64).sum(axis=0)
+            cached = (total / max(1, self.embeddings.shape[0])).astype(np.float32)
+            self._mean = cached
+        return cached
+
     def item_label(self, name: str) -> np.ndarray:
         """Per-row label over ``rows``."""
         if name == "patient_id":
@@ -211,9 +222,11 @@ def aggregate(plan: DrawPlan, pool: EmbeddingPool, aggregator: Any, *, chunk: in
         out = np.empty((n, r * out_dim), dtype=np.float32)
     embs = [pool.views[m].embeddings for m in mods]
     linear = bool(getattr(aggregator, "linear", False))
+    center = bool(getattr(aggregator, "center", False))
+    means = [pool.views[m].mean() if center else None for m in mods]
     norms: list[np.ndarray | None] = [None] * len(mods)
     if linear and getattr(aggregator, "l2_normalize", False):
-        norms = [_row_norms(e) for e in embs]
+        norms = [_row_norms(e, mu) for e, mu in zip(embs, means)]
     chunk = max(1, int(chunk))
     buf = None if linear else np.empty((chunk * r, kmax, d), dtype=np.float32)
     starts = range(0, n, chunk)
@@ -227,7 +240,7 @@ def aggregate(plan: DrawPlan, pool: EmbeddingPool, aggregator: Any, *, chunk: in
         noise = plan.noise[start:stop].reshape(c * r, kmax)
         mask = mod >= 0
         if linear:
-            reduced = _linear_reduce(aggregator, embs, norms, mod, item, noise, mask, d)
+            reduced = _linear_reduce(aggregator, embs, norms, means, mod, item, noise, mask, d)
             if noise.any():
                 w = aggregator.weights(mask)[noise]
                 vec = _noise(noise_seed, start, int(noise.sum()), d, plan.noise_std)
@@ -242,6 +255,8 @@ def aggregate(plan: DrawPlan, pool: EmbeddingPool, aggregator: Any, *, chunk: in
                 sel = (mod == mi) & ~noise
                 if sel.any():
                     G[sel] = emb[item[sel]]
+                    if means[mi] is not None:
+                        G[sel] -= means[mi]
             if noise.any():
                 G[noise] = _noise(noise_seed, start, int(noise.sum()), d, plan.noise_std)
             reduced = aggregator.reduce(G, mask)
@@ -257,16 +272,18 @@ def _noise(seed: int, start: int, count: int, d: int, std: float) -> np.ndarray:
     return rng.normal(0.0, std, size=(count, d)).astype(np.float32)
 
 
-def _row_norms(emb: np.ndarray, block: int = 65536) -> np.ndarray:
+def _row_norms(emb: np.ndarray, mu: np.ndarray | None = None, block: int = 65536) -> np.ndarray:
     out = np.empty(emb.shape[0], dtype=np.float32)
     for i in range(0, emb.shape[0], block):
-        out[i:i + block] = np.linalg.norm(np.asarray(emb[i:i + block], dtype=np.float32), axis=1)
+        rows = np.asarray(emb[i:i + block], dtype=np.float32)
+        out[i:i + block] = np.linalg.norm(rows if mu is None else rows - mu, axis=1)
     out[out == 0] = 1.0
     return out
 
 
-def _linear_reduce(aggregator: Any, embs: list[np.ndarray], norms: list[np.ndarray | None], mod: np.ndarray,
-                   item: np.ndarray, noise: np.ndarray, mask: np.ndarray, d: int) -> np.ndarray:
+def _linear_reduce(aggregator: Any, embs: list[np.ndarray], norms: list[np.ndarray | None],
+                   means: list[np.ndarray | None], mod: np.ndarray, item: np.ndarray, noise: np.ndarray,
+                   mask: np.ndarray, d: int) -> np.ndarray:
     """sum_j w_ij * emb[item_ij] for every aggregate row i, as sparse products."""
     import scipy.sparse as sp
 
@@ -286,6 +303,8 @@ def _linear_reduce(aggregator: Any, embs: list[np.ndarray], norms: list[np.ndarr
         # accumulates it into its aggregate: no gathered copy is ever made
         S = sp.csr_matrix((w, (r_idx, cols)), shape=(rows_n, emb.shape[0]))
         acc += S @ emb
+        if means[mi] is not None:  # sum_j w_ij (x_j - mu) = S x - (sum_j w_ij) mu
+            acc -= np.outer(np.bincount(r_idx, weights=w, minlength=rows_n).astype(np.float32), means[mi])
     return acc
 
 

@@ -520,6 +520,18 @@ def validate(raw: dict[str, Any], system: Any, *, path: str | os.PathLike[str] |
         aggregator=aggregator or Spec("aggregator", "sum", {}, "aggregator"), index=index, tasks=tasks,
         output=output, executor=executor, description=str(body.get("description") or ""), raw=raw,
     )
+    # nested components: a component class may declare params that name other components
+    # (``component_params = {"aggregator": "aggregator"}``); they are validated like any
+    # recipe component and stored resolved ({name, params} with defaults)
+    for spec in [*sampling.values(), *perturbations.values(), *tasks.values()]:
+        nested = getattr(spec.info.factory, "component_params", None) if spec.info else None
+        for param, kind in (nested or {}).items():
+            value = spec.params.get(param)
+            if value is None:
+                continue
+            sub = _spec(c, system, kind, value, f"{spec.where}.params.{param}", base)
+            if sub is not None:
+                spec.params[param] = sub.to_dict()
     # cross-references: components may check the recipe (e.g. a task naming a sampling entry)
     for spec in [*sampling.values(), *perturbations.values(), *tasks.values()]:
         check = getattr(spec.info.factory, "check_recipe", None) if spec.info else None

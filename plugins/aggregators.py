@@ -1,4 +1,14 @@
-"""Built-in aggregators: sum (the paper's), mean, concat; optional L2 normalisation."""
+"""Built-in aggregators: sum (the paper's), mean, concat.
+
+Options of each: ``l2_normalize`` divides every draw by its norm first;
+``center`` subtracts each modality's mean vector (over its whole store,
+label-free) from every draw first (before normalising). Centring removes the
+composition signal (how many draws of each modality went in), which dominates
+distances between patient aggregates when modalities have large mean offsets,
+and keeps what varies within each modality. It also makes presence much harder
+to recognise (SPEC 2.5): use it for patient-level experiments, not for the
+recognizer.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +18,8 @@ from fusionkit import hookimpl
 from fusionkit.components import Aggregator
 
 
+
+
 def _normalise(gathered: np.ndarray, mask: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(gathered, axis=-1, keepdims=True)
     np.divide(gathered, norms, out=gathered, where=(norms > 0) & mask[..., None])
@@ -15,15 +27,16 @@ def _normalise(gathered: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 class SumAggregator(Aggregator):
-    """Sum of the drawn embeddings (the paper's aggregation)."""
+    """Sum of the drawn embeddings (the paper's aggregation); options l2_normalize, center."""
 
     linear = True
 
     def weights(self, mask: np.ndarray) -> np.ndarray:
         return mask.astype(np.float32)
 
-    def __init__(self, l2_normalize: bool = False):
+    def __init__(self, l2_normalize: bool = False, center: bool = False):
         self.l2_normalize = l2_normalize
+        self.center = center
 
     def reduce(self, gathered: np.ndarray, mask: np.ndarray) -> np.ndarray:
         if self.l2_normalize:
@@ -32,7 +45,7 @@ class SumAggregator(Aggregator):
 
 
 class MeanAggregator(Aggregator):
-    """Mean of the drawn embeddings (sum divided by the number of draws)."""
+    """Mean of the drawn embeddings (sum divided by the number of draws); options l2_normalize, center."""
 
     linear = True
 
@@ -40,8 +53,9 @@ class MeanAggregator(Aggregator):
         n = np.maximum(mask.sum(axis=1, keepdims=True), 1).astype(np.float32)
         return mask.astype(np.float32) / n
 
-    def __init__(self, l2_normalize: bool = False):
+    def __init__(self, l2_normalize: bool = False, center: bool = False):
         self.l2_normalize = l2_normalize
+        self.center = center
 
     def reduce(self, gathered: np.ndarray, mask: np.ndarray) -> np.ndarray:
         if self.l2_normalize:
@@ -53,8 +67,9 @@ class MeanAggregator(Aggregator):
 class ConcatAggregator(Aggregator):
     """Concatenation of the draws in slot order (width k_max x dim; empty slots are zeros)."""
 
-    def __init__(self, l2_normalize: bool = False):
+    def __init__(self, l2_normalize: bool = False, center: bool = False):
         self.l2_normalize = l2_normalize
+        self.center = center
 
     def output_dim(self, dim: int, k_max: int) -> int:
         return dim * k_max

@@ -14,6 +14,11 @@ Tasks
 ``similarity``  cosine / Euclidean / dot-product of intra- vs inter-cancer patient pairs.
 ``retrieval``   FAISS index of index patients' aggregates, queried by held-out patients.
 
+Every task takes ``aggregator: {name, params}`` to override the recipe's
+aggregator for its own aggregates, e.g. ``{name: sum, params: {center: true}}``
+for distance-based experiments where the composition of each sum (how many
+draws of each modality) would otherwise dominate the distances.
+
 Patient-disjointness: every repeat first splits *patients*; the aggregates of
 each part are then sampled from a pool restricted to that part's patients
 (``EmbeddingPool.restrict``) with their own seeds, and every plan is checked
@@ -167,8 +172,14 @@ class AggregateBuilder:
         return np.concatenate(Xs), np.concatenate(ps)
 
 
-def _builder(ctx: Any, sampler: Any) -> AggregateBuilder:
-    return AggregateBuilder(pool=ctx.pool, sampler=sampler, aggregator=ctx.aggregator())
+def _builder(ctx: Any, sampler: Any, aggregator: dict | None = None) -> AggregateBuilder:
+    """``aggregator`` (a task param, {name, params}) overrides the recipe's aggregator for this task."""
+    if aggregator:
+        agg = ctx.system.create("aggregator", aggregator.get("name", "sum"), aggregator.get("params") or {},
+                                where=f"tasks.{ctx.task_name}.params.aggregator")
+    else:
+        agg = ctx.aggregator()
+    return AggregateBuilder(pool=ctx.pool, sampler=sampler, aggregator=agg)
 
 
 def _eligible_patients(builder: AggregateBuilder) -> np.ndarray:
@@ -392,7 +403,9 @@ class PatientClassifierTask(Task):
     ``train_draws`` aggregates per training patient (fresh draws).
     """
 
-    def __init__(self, sampling: str | None = None, targets: list | None = None, models: list | None = None,
+    component_params = {"aggregator": "aggregator"}
+
+    def __init__(self, sampling: str | None = None, aggregator: dict | None = None, targets: list | None = None, models: list | None = None,
                  grid: dict | None = None, n_repeats: int = 30, test_fraction: float = 0.2,
                  class_weight: bool = False, min_class_patients: int = 10, subtype_min_patients: int = 100,
                  subtype_scope: str = "per-cancer", cancer_label: str = "cancer_type", train_draws: int = 1,
@@ -400,6 +413,7 @@ class PatientClassifierTask(Task):
                  max_epochs: int = 100, patience: int = 10, val_fraction: float = 0.2, C: float = 1.0,
                  max_iter: int = 1000):
         self.sampling = sampling
+        self.aggregator = aggregator
         self.targets = targets
         self.models = models
         self.grid = grid
@@ -475,7 +489,7 @@ class PatientClassifierTask(Task):
     def run(self, ctx: Any) -> dict[str, Any]:
         name = _out(ctx, "classifier")
         sampler, sampling_name = _resolve_sampler(ctx, self.sampling)
-        builder = _builder(ctx, sampler)
+        builder = _builder(ctx, sampler, self.aggregator)
         grid = _grid(self.grid, sampler)
         models = list(self.models or ["dense", "logistic"])
         for m in models:
@@ -713,11 +727,14 @@ class GMMTask(Task):
     before fitting (null = none); ``standardize`` features first.
     """
 
-    def __init__(self, sampling: str | None = None, label: str = "cancer_type", grid: dict | None = None,
+    component_params = {"aggregator": "aggregator"}
+
+    def __init__(self, sampling: str | None = None, aggregator: dict | None = None, label: str = "cancer_type", grid: dict | None = None,
                  n_repeats: int = 10, pca: int | None = 10, standardize: bool = True,
                  covariance_type: str = "full", n_init: int = 3, max_iter: int = 300,
                  min_class_patients: int = 5, scatter: list | None = None):
         self.sampling = sampling
+        self.aggregator = aggregator
         self.label = label
         self.grid = grid
         self.n_repeats = n_repeats
@@ -739,7 +756,7 @@ class GMMTask(Task):
     def run(self, ctx: Any) -> dict[str, Any]:
         name = _out(ctx, "gmm")
         sampler, sampling_name = _resolve_sampler(ctx, self.sampling)
-        builder = _builder(ctx, sampler)
+        builder = _builder(ctx, sampler, self.aggregator)
         grid = _grid(self.grid, sampler)
         pids, y = _labelled(ctx.pool, _eligible_patients(builder), self.label)
         pids, y, dropped = _drop_small(pids, y, self.min_class_patients)
@@ -941,10 +958,13 @@ class SimilarityTask(Task):
     ``repeats`` override the sampling entry's.
     """
 
-    def __init__(self, sampling: str | None = None, label: str = "cancer_type", k: int | None = None,
+    component_params = {"aggregator": "aggregator"}
+
+    def __init__(self, sampling: str | None = None, aggregator: dict | None = None, label: str = "cancer_type", k: int | None = None,
                  repeats: int | None = None, n_pairs: int = 20000, n_repeats: int = 5,
                  measures: list | None = None, bins: int = 60, min_class_patients: int = 2):
         self.sampling = sampling
+        self.aggregator = aggregator
         self.label = label
         self.k = k
         self.repeats = repeats
@@ -965,7 +985,7 @@ class SimilarityTask(Task):
     def run(self, ctx: Any) -> dict[str, Any]:
         name = _out(ctx, "similarity")
         sampler, sampling_name = _resolve_sampler(ctx, self.sampling)
-        builder = _builder(ctx, sampler)
+        builder = _builder(ctx, sampler, self.aggregator)
         k, r = _single_point(self.k, self.repeats, sampler)
         measures = list(self.measures or MEASURES)
         pids, y = _labelled(ctx.pool, _eligible_patients(builder), self.label)
@@ -1106,10 +1126,13 @@ class RetrievalTask(Task):
     ``labels.json``.
     """
 
-    def __init__(self, sampling: str | None = None, label: str = "cancer_type", k: int | None = None,
+    component_params = {"aggregator": "aggregator", "index": "index"}
+
+    def __init__(self, sampling: str | None = None, aggregator: dict | None = None, label: str = "cancer_type", k: int | None = None,
                  repeats: int | None = None, index: Any = None, top_k: int = 10, query_fraction: float = 0.2,
                  n_repeats: int = 5, min_class_patients: int = 2, save_index: bool = True):
         self.sampling = sampling
+        self.aggregator = aggregator
         self.label = label
         self.k = k
         self.repeats = repeats
@@ -1140,7 +1163,7 @@ class RetrievalTask(Task):
     def run(self, ctx: Any) -> dict[str, Any]:
         name = _out(ctx, "retrieval")
         sampler, sampling_name = _resolve_sampler(ctx, self.sampling)
-        builder = _builder(ctx, sampler)
+        builder = _builder(ctx, sampler, self.aggregator)
         k, r = _single_point(self.k, self.repeats, sampler)
         index = self._index(ctx)
         index_desc = {"name": getattr(index, "index_name", type(index).__name__), "params": index.get_params()}

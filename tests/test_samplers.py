@@ -194,9 +194,21 @@ def test_linear_fast_path_equals_general_path(plugin_system):
     plan = build(plugin_system, "sampler", "modality-level", k="3..7", n=30).plan(pool, np.random.default_rng(9))
     plan = build(plugin_system, "perturbation", "gaussian-replace", fraction=0.3).apply(plan, np.random.default_rng(1))
     for name in ("sum", "mean"):
-        for l2 in (False, True):
-            agg = build(plugin_system, "aggregator", name, l2_normalize=l2)
+        for l2, center in ((False, False), (True, False), (False, True), (True, True)):
+            agg = build(plugin_system, "aggregator", name, l2_normalize=l2, center=center)
             fast = aggregate(plan, pool, agg, chunk=16, noise_seed=4).X
             agg.linear = False  # force the general gathered path on this instance
             slow = aggregate(plan, pool, agg, chunk=16, noise_seed=4).X
             np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-5)
+
+
+def test_center_subtracts_each_modality_mean(plugin_system):
+    pool = make_pool()
+    plan = build(plugin_system, "sampler", "modality-level", k=4, n=50).plan(pool, np.random.default_rng(2))
+    plain = aggregate(plan, pool, build(plugin_system, "aggregator", "sum")).X
+    centred = aggregate(plan, pool, build(plugin_system, "aggregator", "sum", center=True)).X
+    expected = plain.astype(np.float64).copy()
+    for m, name in enumerate(plan.modalities):
+        mu = np.asarray(pool.views[name].embeddings, dtype=np.float64).mean(axis=0)
+        expected -= plan.counts()[:, [m]] * mu
+    np.testing.assert_allclose(centred, expected, rtol=1e-4, atol=1e-4)
