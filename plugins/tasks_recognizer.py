@@ -668,7 +668,7 @@ class _RecognizerBase(Task):
             "repeats": repeats, "n_per_k": self.n_per_k, "perturbations": list(self.perturbations or []),
             "modalities": modalities,
             "mcc": mcc_table,
-            "mean_mcc": {f"{mo}/{md}/{m}": _clean(float(np.nanmean(list(v.values())) if v else float("nan")))
+            "mean_mcc": {f"{mo}/{md}/{m}": _clean(_nanmean([np.nan if x is None else x for x in v.values()]))
                          for mo, t in mcc_table.items() for md, t2 in t.items() for m, v in t2.items()},
             "robustness_mcc": robustness,
             "cancer_type": cancer,
@@ -717,6 +717,13 @@ def _per_repeat_mean(rows: list[dict[str, Any]], **where: Any) -> dict[str, Any]
     from fusionkit.metrics import metric_bounds
 
     return mean_ci([float(np.mean(v)) for v in per.values()], bounds=metric_bounds(where.get("metric", "")))
+
+
+def _nanmean(values: list[float]) -> float:
+    """Mean of the finite values; NaN (not a warning or an error) when there is none."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else float("nan")
 
 
 def _paper_comparison(rows: list[dict[str, Any]], modalities: list[str], ks: list[int], models: list[str],
