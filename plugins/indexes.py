@@ -313,14 +313,15 @@ class FaissHNSWIndex(_FaissIndex):
 class FaissIVFIndex(_FaissIndex):
     """Approximate FAISS search on inverted lists (IndexIVFFlat: nlist cells, nprobe visited).
 
-    The coarse quantizer is trained on the indexed vectors; ``nlist`` is capped
+    ``nlist`` defaults to about 4 sqrt(N) cells. The coarse quantizer is trained
+    on the indexed vectors; ``nlist`` is capped
     at n/39 (faiss' minimum of training points per cell) and the value used is
     recorded as ``nlist_`` / in ``meta.json``.
     """
 
     index_name = "faiss-ivf"
 
-    def __init__(self, metric: str = "l2", nlist: int = 64, nprobe: int = 8):
+    def __init__(self, metric: str = "l2", nlist: int | None = None, nprobe: int = 8):
         self.metric = _check_metric(metric)
         self.nlist = nlist
         self.nprobe = nprobe
@@ -328,7 +329,9 @@ class FaissIVFIndex(_FaissIndex):
     def _make(self, d: int, X: np.ndarray) -> Any:
         import faiss
 
-        nlist = int(max(1, min(int(self.nlist), len(X) // 39 or 1)))
+        # default: ~4 sqrt(N) cells (FAISS's rule of thumb), so a query scans ~nprobe/(4 sqrt N) of the data
+        wanted = int(self.nlist) if self.nlist else int(round(4 * np.sqrt(len(X))))
+        nlist = int(max(1, min(wanted, len(X) // 39 or 1)))
         self.nlist_ = nlist
         quantizer = faiss.IndexFlatL2(d) if self.metric == "l2" else faiss.IndexFlatIP(d)
         index = faiss.IndexIVFFlat(quantizer, d, nlist, self._faiss_metric())
