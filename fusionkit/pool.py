@@ -8,6 +8,7 @@ memory stays bounded by ``chunk`` whatever the store size.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
@@ -200,7 +201,8 @@ class EmbeddingPool:
 # ----------------------------------------------------------------------------- aggregation
 
 def aggregate(plan: DrawPlan, pool: EmbeddingPool, aggregator: Any, *, chunk: int = 2048,
-              noise_seed: int = 0, out: np.ndarray | None = None, progress: Any = None) -> Aggregates:
+              noise_seed: int = 0, out: np.ndarray | None = None, progress: Any = None,
+              threads: int | None = 1) -> Aggregates:
     """Gather the rows a plan names and reduce them, chunk by chunk.
 
     Linear aggregators (sum, mean) take a fast path: per chunk and modality one
@@ -230,9 +232,8 @@ def aggregate(plan: DrawPlan, pool: EmbeddingPool, aggregator: Any, *, chunk: in
     chunk = max(1, int(chunk))
     buf = None if linear else np.empty((chunk * r, kmax, d), dtype=np.float32)
     starts = range(0, n, chunk)
-    if progress is not None:
-        starts = progress(starts)
-    for start in starts:
+
+    def one_chunk(start: int) -> None:
         stop = min(n, start + chunk)
         c = stop - start
         mod = plan.mod[start:stop].reshape(c * r, kmax)
@@ -261,6 +262,20 @@ def aggregate(plan: DrawPlan, pool: EmbeddingPool, aggregator: Any, *, chunk: in
                 G[noise] = _noise(noise_seed, start, int(noise.sum()), d, plan.noise_std)
             reduced = aggregator.reduce(G, mask)
         out[start:stop] = reduced.reshape(c, r * out_dim)
+
+    # linear chunks are independent (disjoint output rows, per-chunk noise seeds) and
+    # scipy's sparse product releases the GIL: run them on up to `threads` cores
+    workers = 1 if not linear else max(1, min(int(threads or os.cpu_count() or 1), len(starts)))  # None: all cores
+    if workers == 1:
+        for start in (progress(starts) if progress is not None else starts):
+            one_chunk(start)
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=workers) as pool_:
+            done = pool_.map(one_chunk, starts)
+            for _ in (progress(done, total=len(starts)) if progress is not None else done):
+                pass
     return Aggregates(X=out, modalities=list(mods), counts=plan.counts(), k=plan.k.copy(),
                       patient_ids=None if plan.patient_ids is None else plan.patient_ids.copy(),
                       group_labels={k: v.copy() for k, v in plan.group_labels.items()},
@@ -301,7 +316,10 @@ def _linear_reduce(aggregator: Any, embs: list[np.ndarray], norms: list[np.ndarr
             w = w / norms[mi][cols]
         # CSR x dense reads each named row of the (memory-mapped) store once and
         # accumulates it into its aggregate: no gathered copy is ever made
-        S = sp.csr_matrix((w, (r_idx, cols)), shape=(rows_n, emb.shape[0]))
+        # np.nonzero is row-major, so the CSR arrays can be built directly (no COO sort)
+        indptr = np.zeros(rows_n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(r_idx, minlength=rows_n), out=indptr[1:])
+        S = sp.csr_matrix((w, cols, indptr), shape=(rows_n, emb.shape[0]))
         acc += S @ emb
         if means[mi] is not None:  # sum_j w_ij (x_j - mu) = S x - (sum_j w_ij) mu
             acc -= np.outer(np.bincount(r_idx, weights=w, minlength=rows_n).astype(np.float32), means[mi])
