@@ -276,6 +276,47 @@ def describe(ctx: click.Context, kind: str, name: str, as_json: bool, plugins_di
             click.echo(f"  {k}: {v!r}")
 
 
+@cli.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="JSON rows instead of Markdown.")
+def results(run_dir: str, as_json: bool) -> None:
+    """Print a finished run's data availability and its numbers next to the paper's (Markdown)."""
+    from pathlib import Path
+
+    from .report import paper_rows
+
+    run = Path(run_dir)
+    try:
+        metrics = json.loads((run / "metrics.json").read_text())
+        summary = json.loads((run / "data_summary.json").read_text())
+    except FileNotFoundError as exc:
+        _fail(FusionkitError(f"{exc.filename} not found", where=run_dir,
+                             hint="give the output folder of a finished `fusionkit run` with tasks"))
+        return
+    rows = paper_rows(metrics)
+    if as_json:
+        click.echo(json.dumps({"availability": summary.get("modalities", {}), "paper_comparison": rows},
+                              indent=2, default=str))
+        return
+    mods = summary.get("modalities", {})
+    cancers = sorted({c for e in mods.values() for c in (e.get("patients_by_cancer_type") or {})})
+    click.echo("| modality | items | patients | mean norm | norm of mean | " + " | ".join(cancers) + " |")
+    click.echo("|---" * (5 + len(cancers)) + "|")
+    for m, e in mods.items():
+        by = e.get("patients_by_cancer_type") or {}
+        click.echo(f"| {m} | {e.get('items')} | {e.get('patients')} | {e.get('mean_norm', 0):.3g} | "
+                   f"{e.get('norm_of_mean', 0):.3g} | " + " | ".join(str(by.get(c, 0)) for c in cancers) + " |")
+    click.echo("")
+    click.echo("| task | experiment | metric | modality | k | ours (mean) | 95% CI | paper |")
+    click.echo("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        ours = r.get("ours")
+        ours_s = f"{ours:.3f}" if isinstance(ours, (int, float)) else ("" if ours is None else str(ours))
+        click.echo(f"| {r.get('task')} | {r.get('experiment', '')} | {r.get('metric', '')} | "
+                   f"{r.get('modality', '')} | {r.get('k', '')} | {ours_s} | {r.get('ours_ci', '')} | "
+                   f"{r.get('paper', '')} |")
+
+
 def main() -> None:
     try:
         cli(prog_name="fusionkit")

@@ -133,3 +133,22 @@ def test_ids_table_with_wrong_column(tmp_path, plugin_system):
     with pytest.raises(DataError) as exc:
         engine.run(load_recipe(path, plugin_system), plugin_system, out_dir=tmp_path / "o", progress=False)
     assert "patient_id" in str(exc.value) and "rna_ids.csv" in str(exc.value) and "pid" in str(exc.value)
+
+
+def test_results_command_prints_markdown(tmp_path):
+    from click.testing import CliRunner
+
+    from fusionkit.cli import cli
+
+    (tmp_path / "metrics.json").write_text(json.dumps({"rec": {"paper_comparison": [
+        {"experiment": "recognizer (deep)", "metric": "MCC", "modality": "rna", "k": 3, "ours_mean": 0.91,
+         "ours_ci_low": 0.88, "ours_ci_high": 0.94, "paper": "~0.9"}]}}))
+    (tmp_path / "data_summary.json").write_text(json.dumps({"modalities": {"rna": {
+        "items": 10, "patients": 10, "mean_norm": 2.0, "norm_of_mean": 1.5,
+        "patients_by_cancer_type": {"BRCA": 6, "LUAD": 4}}}}))
+    res = CliRunner().invoke(cli, ["results", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert "| rna | 10 | 10 | 2 | 1.5 | 6 | 4 |" in res.output
+    assert "| rec | recognizer (deep) | MCC | rna | 3 | 0.910 | [0.88, 0.94] | ~0.9 |" in res.output
+    missing = CliRunner().invoke(cli, ["results", str(tmp_path / "nope")])
+    assert missing.exit_code == 2
