@@ -9,7 +9,7 @@ few informative prototypes. Works for any set of modalities: teacher
 {rna, image} -> student {image} is the flagship; teacher {rna, mutation, text}
 -> student {mutation, text} works the same way.
 
-Evaluation, per target (cancer type, subtype) and over ``repeats`` patient-
+Evaluation, per target (cancer type, subtype) and over ``n_repeats`` patient-
 disjoint 80/20 splits (+ validation split of the training part for early
 stopping), mean and 95% CI of macro-F1 / accuracy / MCC for
 
@@ -42,8 +42,8 @@ log = logging.getLogger("fusionkit.distill")
 MODELS = ("teacher", "student", "unimodal", "sum-baseline")
 METRICS = ("macro_f1", "accuracy", "mcc", "balanced_accuracy")
 #: parameters that do not change one (target, repeat) unit's result (left out of its cache key):
-#: raising ``repeats`` or adding a target reuses the finished units
-NON_RESULT_PARAMS = ("device", "num_threads", "repeats", "targets")
+#: raising ``n_repeats`` or adding a target reuses the finished units
+NON_RESULT_PARAMS = ("device", "num_threads", "n_repeats", "targets")
 
 
 class DistillTask(Task):
@@ -69,7 +69,7 @@ class DistillTask(Task):
       prototypes, keep_prototypes, kmeans_iters: informative token aggregation of student bags
       temperature, kd_weight, feature_weight, feature_loss (``mse`` | ``cosine``), label_weight
       max_items: at most this many items (tiles, sentences) per patient and modality (seeded subset)
-      repeats, test_fraction, val_fraction: patient-disjoint stratified splits
+      n_repeats, test_fraction, val_fraction: patient-disjoint stratified splits
       baseline_sampling: a recipe sampling entry (patient-level) for the sum baseline, or null to use
         patient-level sampling with baseline_k draws and baseline_repeats repeats; baseline_model
         ``logistic`` | ``mlp``; baseline_C (logistic regularisation)
@@ -91,7 +91,7 @@ class DistillTask(Task):
                  prototypes: int = 8, keep_prototypes: int = 4, kmeans_iters: int = 10,
                  temperature: float = 2.0, kd_weight: float = 1.0, feature_weight: float = 1.0,
                  feature_loss: str = "mse", label_weight: float = 1.0,
-                 max_items: int = 256, repeats: int = 30, test_fraction: float = 0.2, val_fraction: float = 0.2,
+                 max_items: int = 256, n_repeats: int = 30, test_fraction: float = 0.2, val_fraction: float = 0.2,
                  baseline_sampling: str | None = None, baseline_k: int = 5, baseline_repeats: int = 3,
                  baseline_model: str = "logistic", baseline_C: float = 1.0,
                  drop_one: bool = True, device: str = "auto", num_threads: int = 0):
@@ -129,7 +129,7 @@ class DistillTask(Task):
         self.feature_loss = feature_loss
         self.label_weight = label_weight
         self.max_items = max_items
-        self.repeats = repeats
+        self.n_repeats = n_repeats
         self.test_fraction = test_fraction
         self.val_fraction = val_fraction
         self.baseline_sampling = baseline_sampling
@@ -283,7 +283,7 @@ class DistillTask(Task):
             c_sub = None if coarse is None else coarse.take(idx)
             s_sub = {m: v.take(idx) for m, v in s_inputs.items()}
             units = []
-            for r in range(int(self.repeats)):
+            for r in range(int(self.n_repeats)):
                 key = ctx.unit_key("distill", name, params, target, r)
                 Xb = self.baseline_features(ctx, pool, patients, student, r)[idx]
                 units.append(Unit(key, _repeat_unit, kwargs=dict(
@@ -351,7 +351,7 @@ class DistillTask(Task):
             "availability": availability, "coordination": self.coordination, "disentangle": self.disentangle,
             "consistency": None if pair is None else {"modality": pair[0], "reference": pair[1],
                                                        "pool": int(self.consistency_pool)},
-            "repeats": int(self.repeats), "units": {"total": len(infos), "reused": reused},
+            "repeats": int(self.n_repeats), "units": {"total": len(infos), "reused": reused},
             "wall_s": round(wall, 2), "notes": notes,
             "note": ("macro-F1/accuracy over patient-disjoint test splits, mean and 95% t-interval over repeats. "
                      "student = student modalities only at inference, distilled from the teacher; unimodal = same "

@@ -288,7 +288,7 @@ def _write_cohort(tmp_path, n=45, d=8, tiles=5, modalities=("rna", "image"), par
     inputs = ", ".join(f"{m}: {{path: {m}.npy, ids: {m}_ids.csv}}" for m in modalities)
     mods = "\n".join(f"  {m}: {{encoder: identity}}" for m in modalities)
     p = {"teacher_modalities": "[rna, image]", "student_modalities": "[image]", "targets": "[cancer_type, subtype]",
-         "repeats": 2, "epochs": 12, "patience": 12, "hidden": 16, "subspace_dim": 8, "attention_dim": 8,
+         "n_repeats": 2, "epochs": 12, "patience": 12, "hidden": 16, "subspace_dim": 8, "attention_dim": 8,
          "prototypes": 3, "keep_prototypes": 2, "consistency_pool": 2, "batch_size": 12, "lr": 0.005,
          "min_class_size": 5, "baseline_k": 3, "baseline_repeats": 2, "device": "cpu", "num_threads": 1,
          **(params or {})}
@@ -349,7 +349,7 @@ def test_generic_configuration_rna_mutation_text_to_mutation_text(plugin_system,
 
     path = _write_cohort(tmp_path, modalities=("rna", "mutation", "text"), params={
         "teacher_modalities": "[rna, mutation, text]", "student_modalities": "[mutation, text]",
-        "targets": "[cancer_type]", "repeats": 1, "epochs": 6, "coordination": "gradient",
+        "targets": "[cancer_type]", "n_repeats": 1, "epochs": 6, "coordination": "gradient",
         "disentangle": "decorrelation", "feature_loss": "cosine"})
     out = tmp_path / "out"
     engine.run(load_recipe(path, plugin_system), plugin_system, out_dir=out, progress=False)
