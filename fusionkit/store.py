@@ -235,13 +235,7 @@ class StoreWriter:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(items_tmp, self.path / f"items.{self.token}.npz")
-        old_token = None
         meta_path = self.path / "meta.json"
-        if meta_path.exists():
-            try:
-                old_token = json.loads(meta_path.read_text()).get("token")
-            except json.JSONDecodeError:
-                old_token = None
         meta = {
             "format": STORE_FORMAT,
             "token": self.token,

@@ -14,7 +14,6 @@ read from the data).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 

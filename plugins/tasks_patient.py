@@ -46,7 +46,7 @@ from fusionkit import hookimpl
 from fusionkit.components import Task
 from fusionkit.errors import DataError, FusionkitError
 from fusionkit.executors import Unit
-from fusionkit.metrics import mean_ci, multiclass_metrics, summarise_rows
+from fusionkit.metrics import multiclass_metrics, summarise_rows
 
 PATIENT_SAMPLER = "patient-level"
 
@@ -253,11 +253,6 @@ def availability_only_baseline(pool: Any, pids: np.ndarray, y: np.ndarray, seed:
     pred = cross_val_predict(LogisticRegression(max_iter=500), P, y,
                              cv=StratifiedKFold(folds, shuffle=True, random_state=int(seed) % (2 ** 32)))
     return {"accuracy": float((pred == y).mean()), "majority_rate": majority}
-
-
-def _ci(values: Sequence[float]) -> dict[str, float]:
-    s = mean_ci(values)
-    return {"mean": s["mean"], "ci_low": s["ci_low"], "ci_high": s["ci_high"], "n": s["n"]}
 
 
 def _fmt(x: Any, nd: int = 3) -> str:
