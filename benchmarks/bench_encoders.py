@@ -37,7 +37,7 @@ BENCH = "2 encoders"
 def report_sentences(n: int) -> list[str]:
     import pandas as pd
 
-    from plugins.readers_text import clean_ocr, split_sentences
+    from fusionkit_plugins.readers.text import clean_ocr, split_sentences
 
     df = pd.read_csv(TCGA / "reports" / "pathology_reports.csv.gz")
     out: list[str] = []
@@ -128,7 +128,7 @@ def bench_tiles(n: int) -> list[dict[str, Any]]:
         import torch
 
         import fusionkit.plugins
-        from plugins.tile_encoders import timm_status
+        from fusionkit_plugins.encoders.tiles import timm_status
 
         system = fusionkit.plugins.load(env={})
         enc = system.create("encoder", "efficientnet-lite0", {"batch_size": 32, "device": "cpu"})

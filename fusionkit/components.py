@@ -87,6 +87,9 @@ class ModalityData:
     reader parameters); it becomes part of every cache key downstream.
     """
 
+    #: travels to remote workers once per batch (see ray_executor)
+    __fusionkit_shared__ = True
+
     modality: str
     kind: str
     patient_ids: np.ndarray

@@ -6,7 +6,8 @@ Environment variables:
   ``FUSIONKIT_STRICT=1``           any plugin problem is an error (as ``--strict``)
   ``FUSIONKIT_PLUGINS_ALLOW=a,b``  load only these third-party distributions / entry points
   ``FUSIONKIT_PLUGINS_BLOCK=a,b``  never load these (built-ins too, by their short name,
-                                   e.g. ``builtin.text``)
+                                   e.g. ``builtin.readers.text``; the 0.1 names such as
+                                   ``builtin.readers`` still work)
   ``FUSIONKIT_PLUGINS_DIR=DIR``    like ``--plugins-dir``
 """
 
@@ -37,21 +38,58 @@ ENTRY_POINT_GROUP = "fusionkit"
 
 #: built-in plugin modules, registered through the same hooks as third-party ones
 BUILTIN_PLUGINS = (
-    "fusionkit_plugins.samplers",
-    "fusionkit_plugins.aggregators",
-    "fusionkit_plugins.perturbations",
-    "fusionkit_plugins.adapters",
-    "fusionkit_plugins.precomputed",
-    "fusionkit_plugins.readers",
-    "fusionkit_plugins.synthetic",
-    "fusionkit_plugins.omics_vae",
-    "fusionkit_plugins.text_encoders",
-    "fusionkit_plugins.tile_encoders",
-    "fusionkit_plugins.indexes",
-    "fusionkit_plugins.tasks_recognizer",
-    "fusionkit_plugins.tasks_patient",
-    "fusionkit_plugins.distill",
+    "fusionkit_plugins.sampling.samplers",
+    "fusionkit_plugins.sampling.aggregators",
+    "fusionkit_plugins.sampling.perturbations",
+    "fusionkit_plugins.encoders.adapters",
+    "fusionkit_plugins.encoders.identity",
+    "fusionkit_plugins.encoders.omics_vae",
+    "fusionkit_plugins.encoders.text",
+    "fusionkit_plugins.encoders.tiles",
+    "fusionkit_plugins.readers.precomputed",
+    "fusionkit_plugins.readers.rna",
+    "fusionkit_plugins.readers.maf",
+    "fusionkit_plugins.readers.text",
+    "fusionkit_plugins.readers.image",
+    "fusionkit_plugins.readers.tcga",
+    "fusionkit_plugins.readers.synthetic",
+    "fusionkit_plugins.indexes.faiss",
+    "fusionkit_plugins.tasks.recognizer.task",
+    "fusionkit_plugins.tasks.patient.tasks",
+    "fusionkit_plugins.tasks.distill.task",
 )
+
+#: short names of the 0.1 flat layout, still accepted by FUSIONKIT_PLUGINS_BLOCK
+LEGACY_BUILTIN_NAMES = {
+    "builtin.samplers": ("builtin.sampling.samplers",),
+    "builtin.aggregators": ("builtin.sampling.aggregators",),
+    "builtin.perturbations": ("builtin.sampling.perturbations",),
+    "builtin.adapters": ("builtin.encoders.adapters",),
+    "builtin.precomputed": ("builtin.readers.precomputed", "builtin.encoders.identity"),
+    "builtin.readers": ("builtin.readers.rna", "builtin.readers.maf", "builtin.readers.text",
+                        "builtin.readers.image", "builtin.readers.tcga"),
+    "builtin.synthetic": ("builtin.readers.synthetic",),
+    "builtin.omics_vae": ("builtin.encoders.omics_vae",),
+    "builtin.text_encoders": ("builtin.encoders.text",),
+    "builtin.tile_encoders": ("builtin.encoders.tiles",),
+    "builtin.indexes": ("builtin.indexes.faiss",),
+    "builtin.tasks_recognizer": ("builtin.tasks.recognizer.task",),
+    "builtin.tasks_patient": ("builtin.tasks.patient.tasks",),
+    "builtin.distill": ("builtin.tasks.distill.task",),
+}
+
+
+def builtin_short_name(modname: str) -> str:
+    """``fusionkit_plugins.readers.rna`` -> ``builtin.readers.rna`` (the name shown and blocked)."""
+    return "builtin." + modname.split(".", 1)[1]
+
+
+def expand_block(block: set[str]) -> set[str]:
+    """Block names with the 0.1 short names expanded to the modules that replaced them."""
+    out = set(block)
+    for name in block:
+        out.update(LEGACY_BUILTIN_NAMES.get(name, ()))
+    return out
 
 STATUSES = ("ok", "broken", "disabled", "duplicate", "unknown-hook")
 
@@ -98,6 +136,13 @@ class PluginSystem:
     Core code talks to this typed facade, never to ``pm.hook`` directly.
     """
 
+    #: travels to remote workers once per batch, as its registry (see ray_executor)
+    __fusionkit_shared__ = True
+
+    def __fusionkit_reduce__(self) -> tuple[Any, tuple]:
+        """How a plugin system travels: its registry (factories) and records, no plugin manager."""
+        return _rebuild_system, (self.registry, self.records, self.strict)
+
     def __init__(self, *, strict: bool = False) -> None:
         self.pm = pluggy.PluginManager("fusionkit")
         self.pm.add_hookspecs(hookspecs)
@@ -132,8 +177,9 @@ class PluginSystem:
         self.records.append(record)
 
     def load_builtins(self, block: set[str]) -> None:
+        block = expand_block(block)
         for modname in BUILTIN_PLUGINS:
-            short = "builtin." + modname.rsplit(".", 1)[-1]
+            short = builtin_short_name(modname)
             record = PluginRecord(name=short, source="builtin", dist="fusionkit", version=_fusionkit_version())
             if short in block or modname in block:
                 record.status = "disabled"
@@ -141,14 +187,7 @@ class PluginSystem:
                 continue
             try:
                 module = importlib.import_module(modname)
-            except ModuleNotFoundError as exc:
-                if exc.name == modname:  # built-in not written yet / removed: skip quietly
-                    continue
-                record.status, record.error = "broken", f"{type(exc).__name__}: {exc}"
-                record.traceback = traceback.format_exc()
-                self.records.append(record)
-                continue
-            except Exception as exc:
+            except Exception as exc:  # a missing built-in module is broken, never skipped quietly
                 record.status, record.error = "broken", f"{type(exc).__name__}: {exc}"
                 record.traceback = traceback.format_exc()
                 self.records.append(record)
@@ -336,4 +375,11 @@ def load(*, plugins_dir: str | os.PathLike[str] | None = None, strict: bool | No
     system.collect_components()
     if strict:
         system.check_strict()
+    return system
+
+
+def _rebuild_system(registry: Registry, records: list[PluginRecord], strict: bool) -> PluginSystem:
+    system = PluginSystem(strict=strict)
+    system.registry = registry
+    system.records = records
     return system

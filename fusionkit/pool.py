@@ -60,6 +60,9 @@ class ModalityView:
 class EmbeddingPool:
     """All modalities of a run, aligned on patient ids, plus patient-level labels."""
 
+    #: travels to remote workers once per batch (see ray_executor)
+    __fusionkit_shared__ = True
+
     def __init__(self, views: Mapping[str, ModalityView], labels: Mapping[str, Mapping[str, Any]] | None = None):
         self.views: dict[str, ModalityView] = dict(views)
         if not self.views:

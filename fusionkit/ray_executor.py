@@ -52,37 +52,13 @@ DEFAULT_OBJECT_STORE = 256 * 1024 * 1024  # bytes; units exchange paths and smal
 
 # ----------------------------------------------------------------------------- pickling
 
-def _shared_types() -> tuple[type, ...]:
-    from .components import ModalityData
-    from .engine import RunContext, ShardJob
-    from .plugins import PluginSystem
-    from .pool import EmbeddingPool
-    from .recipe import Recipe
-
-    return (RunContext, EmbeddingPool, PluginSystem, ModalityData, ShardJob, Recipe)
+def _is_shared(obj: Any) -> bool:
+    """Objects whose class declares ``__fusionkit_shared__`` travel once per batch."""
+    return bool(getattr(type(obj), "__fusionkit_shared__", False))
 
 
 def _open_memmap(filename: str, dtype: str, offset: int, shape: tuple, order: str) -> np.ndarray:
     return np.memmap(filename, dtype=np.dtype(dtype), mode="r", offset=offset, shape=shape, order=order)
-
-
-def _rebuild_system(registry: Any, records: Any, strict: bool) -> Any:
-    from .plugins import PluginSystem
-
-    system = PluginSystem(strict=strict)
-    system.registry = registry
-    system.records = records
-    return system
-
-
-def _rebuild_ctx(recipe: Any, system: Any, out_dir: Any, cache_dir: Any, pool: Any, task_name: Any) -> Any:
-    from .engine import RunContext
-    from .executors import LocalExecutor
-
-    ctx = RunContext(recipe, system, out_dir, cache_dir, progress=False, executor=LocalExecutor(1))
-    ctx.pool = pool
-    ctx.task_name = task_name
-    return ctx
 
 
 class _Pickler(cloudpickle.Pickler):
@@ -93,10 +69,9 @@ class _Pickler(cloudpickle.Pickler):
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
         self._shared = shared
         self._ids: dict[int, int] = {}
-        self._types = _shared_types()
 
     def persistent_id(self, obj: Any) -> Any:  # noqa: D401
-        if self._shared is None or not isinstance(obj, self._types):
+        if self._shared is None or not _is_shared(obj):
             return None
         i = self._ids.get(id(obj))
         if i is None:
@@ -108,13 +83,9 @@ class _Pickler(cloudpickle.Pickler):
         if isinstance(obj, np.memmap) and isinstance(obj.base, mmap.mmap) and obj.filename:
             order = "F" if (obj.flags.f_contiguous and not obj.flags.c_contiguous) else "C"
             return _open_memmap, (str(obj.filename), obj.dtype.str, int(obj.offset), tuple(obj.shape), order)
-        from .engine import RunContext
-        from .plugins import PluginSystem
-
-        if isinstance(obj, PluginSystem):
-            return _rebuild_system, (obj.registry, obj.records, obj.strict)
-        if isinstance(obj, RunContext):
-            return _rebuild_ctx, (obj.recipe, obj.system, obj.out_dir, obj.cache_dir, obj.pool, obj.task_name)
+        reduce = getattr(type(obj), "__fusionkit_reduce__", None)
+        if reduce is not None and not isinstance(obj, type):
+            return reduce(obj)  # the object says how it travels (run context, plugin system)
         return super().reducer_override(obj)
 
 

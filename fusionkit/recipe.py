@@ -243,6 +243,9 @@ class ModalitySpec:
 
 @dataclass
 class Recipe:
+    #: travels to remote workers once per batch (see ray_executor)
+    __fusionkit_shared__ = True
+
     path: Path | None
     name: str
     seed: int

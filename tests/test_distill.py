@@ -12,9 +12,9 @@ torch = pytest.importorskip("torch")
 torch.set_num_threads(1)
 
 from fusionkit.pool import EmbeddingPool  # noqa: E402
-from fusionkit_plugins import distill_model as dm  # noqa: E402
-from fusionkit_plugins.distill import DistillTask  # noqa: E402
-from fusionkit_plugins.distill_data import (Bags, bag_prototypes, build_bags, coarser_scale, kmeans,  # noqa: E402
+from fusionkit_plugins.tasks.distill import model as dm  # noqa: E402
+from fusionkit_plugins.tasks.distill.task import DistillTask  # noqa: E402
+from fusionkit_plugins.tasks.distill.data import (Bags, bag_prototypes, build_bags, coarser_scale, kmeans,  # noqa: E402
                                             stratified_split)
 
 T = torch.tensor
@@ -228,7 +228,7 @@ def test_student_inputs_touch_only_allowed_views():
 
 def test_student_never_reads_missing_modalities():
     """Train a student; at inference the RNA is NaN (or absent): identical predictions."""
-    from fusionkit_plugins.distill_model import TrainConfig, predict, train_student
+    from fusionkit_plugins.tasks.distill.model import TrainConfig, predict, train_student
 
     pool = _pool()
     task = DistillTask(student_modalities=["image"], prototypes=3)
@@ -246,7 +246,7 @@ def test_student_never_reads_missing_modalities():
 # ----------------------------------------------------------------------------- training
 
 def test_teacher_learns_and_drop_one_hurts():
-    from fusionkit_plugins.distill_model import TrainConfig, predict, train_teacher
+    from fusionkit_plugins.tasks.distill.model import TrainConfig, predict, train_teacher
 
     pool = _pool(n=60)
     task = DistillTask(teacher_modalities=["rna", "image"], consistency_pool=2)

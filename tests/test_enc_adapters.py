@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fusionkit.errors import DataError
-from fusionkit_plugins.adapters import PCAAdapter, RandomProjection, Truncate, ZeroPad
+from fusionkit_plugins.encoders.adapters import PCAAdapter, RandomProjection, Truncate, ZeroPad
 
 
 @pytest.fixture

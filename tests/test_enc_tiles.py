@@ -11,8 +11,8 @@ torch = pytest.importorskip("torch")
 
 from fusionkit.components import ModalityData  # noqa: E402
 from fusionkit.errors import DataError, WeightsUnavailableError  # noqa: E402
-from fusionkit_plugins import tile_encoders as te  # noqa: E402
-from fusionkit_plugins.tile_encoders import (EfficientNetLite0Encoder, ProvGigaPathEncoder,  # noqa: E402
+from fusionkit_plugins.encoders import tiles as te  # noqa: E402
+from fusionkit_plugins.encoders.tiles import (EfficientNetLite0Encoder, ProvGigaPathEncoder,  # noqa: E402
                                              TimmTileEncoder)
 
 HAS_TIMM = te.timm_status()[0]

@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 
 from fusionkit.components import ModalityData  # noqa: E402
 from fusionkit.errors import DataError  # noqa: E402
-from fusionkit_plugins.omics_vae import MutationVAE, RnaVAE, beta_schedule  # noqa: E402
+from fusionkit_plugins.encoders.omics_vae import MutationVAE, RnaVAE, beta_schedule  # noqa: E402
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")

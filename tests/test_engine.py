@@ -25,7 +25,7 @@ def test_run_writes_aggregates_and_resolved_recipe(plugin_system, tmp_path):
     assert resolved["sampling"]["patients"]["params"]["min_modalities"] == 2
     run = json.loads((out / "run.json").read_text())
     assert run["seed"] == 11 and run["status"] == "finished"
-    assert any(p["name"] == "builtin.samplers" and p["version"] for p in run["plugins"])
+    assert any(p["name"] == "builtin.sampling.samplers" and p["version"] for p in run["plugins"])
     files = next(iter(run["inputs"].values()))["files"]
     assert str(tmp_path / "rna.npy") in files
     X = np.load(out / "aggregates" / "simple" / "X.npy")

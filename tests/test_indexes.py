@@ -18,7 +18,7 @@ def clustered(n: int = 1500, dim: int = 32, centres: int = 20, seed: int = 0) ->
 
 @pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
 def test_faiss_flat_equals_numpy_bruteforce(metric):
-    from fusionkit_plugins.indexes import FaissFlatIndex, NumpyExactIndex
+    from fusionkit_plugins.indexes.faiss import FaissFlatIndex, NumpyExactIndex
 
     X, Q = clustered(600)
     ids = np.array([f"p{i}" for i in range(len(X))])
@@ -36,7 +36,7 @@ def test_faiss_flat_equals_numpy_bruteforce(metric):
                                          ("faiss-ivf", {"nlist": 16, "nprobe": 4})])
 @pytest.mark.parametrize("metric", ["l2", "cosine"])
 def test_approximate_recall_on_easy_data(name, params, metric, plugin_system):
-    from fusionkit_plugins.indexes import FaissFlatIndex, recall_at_k
+    from fusionkit_plugins.indexes.faiss import FaissFlatIndex, recall_at_k
 
     X, Q = clustered()
     ids = np.arange(len(X)).astype(str)
@@ -48,7 +48,7 @@ def test_approximate_recall_on_easy_data(name, params, metric, plugin_system):
 
 @pytest.mark.parametrize("name", ["faiss-flat", "faiss-hnsw", "faiss-ivf", "numpy-exact"])
 def test_save_load_round_trip(name, tmp_path, plugin_system):
-    from fusionkit_plugins.indexes import load_index
+    from fusionkit_plugins.indexes.faiss import load_index
 
     X, Q = clustered(800)
     ids = np.array([f"TCGA-AA-{i:04d}" for i in range(len(X))])
@@ -70,7 +70,7 @@ def test_save_load_round_trip(name, tmp_path, plugin_system):
 
 def test_fewer_items_than_k_and_bad_input():
     from fusionkit.errors import DataError
-    from fusionkit_plugins.indexes import FaissFlatIndex, NumpyExactIndex
+    from fusionkit_plugins.indexes.faiss import FaissFlatIndex, NumpyExactIndex
 
     X = np.eye(3, 4, dtype=np.float32)
     for cls in (FaissFlatIndex, NumpyExactIndex):
@@ -87,7 +87,7 @@ def test_query_cli_by_patient_and_vector(tmp_path):
     from click.testing import CliRunner
 
     from fusionkit.cli import cli
-    from fusionkit_plugins.indexes import FaissFlatIndex
+    from fusionkit_plugins.indexes.faiss import FaissFlatIndex
 
     X, _ = clustered(200, dim=8)
     ids = np.array([f"P{i:03d}" for i in range(len(X))])
@@ -118,7 +118,7 @@ def test_indexes_are_registered_and_light(plugin_system):
 
     for name in ("faiss-flat", "faiss-hnsw", "faiss-ivf", "numpy-exact"):
         assert plugin_system.info("index", name) is not None
-    code = ("import sys, fusionkit_plugins.indexes, fusionkit_plugins.tasks_patient, fusionkit.report;"
+    code = ("import sys, fusionkit_plugins.indexes.faiss, fusionkit_plugins.tasks.patient.tasks, fusionkit.report;"
             "print(sorted(m for m in ('faiss','torch','sklearn','matplotlib') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

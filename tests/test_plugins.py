@@ -89,8 +89,8 @@ def record(system, name):
 
 def test_builtins_are_ordinary_plugins(plugin_system):
     builtin = [r for r in plugin_system.records if r.builtin]
-    assert {"builtin.samplers", "builtin.aggregators", "builtin.precomputed"} <= {r.name for r in builtin}
-    assert all(r.status == "ok" for r in builtin if r.name in ("builtin.samplers", "builtin.precomputed"))
+    assert {"builtin.sampling.samplers", "builtin.sampling.aggregators", "builtin.readers.precomputed"} <= {r.name for r in builtin}
+    assert all(r.status == "ok" for r in builtin if r.name in ("builtin.sampling.samplers", "builtin.readers.precomputed"))
     info = plugin_system.info("encoder", "identity")
     assert info.builtin and info.dist == "fusionkit"
     d = info.as_dict()
@@ -159,7 +159,7 @@ def test_allow_and_block_lists():
     allowed = plugins.load(env={"FUSIONKIT_PLUGINS_ALLOW": "something-else"}, entry_points=eps)
     assert record(allowed, "good").status == "disabled"
     no_builtin = plugins.load(env={"FUSIONKIT_PLUGINS_BLOCK": "builtin.aggregators"}, entry_points=[])
-    assert record(no_builtin, "builtin.aggregators").status == "disabled"
+    assert record(no_builtin, "builtin.sampling.aggregators").status == "disabled"
     assert not no_builtin.registry.has("aggregator", "sum")
 
 

@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 
 from fusionkit.errors import DataError
-from fusionkit_plugins.readers import (ClinicalSentencesReader, GdcStarCountsReader, MafReader, ReportTextReader,
+from fusionkit_plugins.readers.tcga import (ClinicalSentencesReader, GdcStarCountsReader, MafReader, ReportTextReader,
                                        RnaTableReader, TcgaFolderReader, TcgaLabelsReader, TilesReader, WsiReader)
-from fusionkit_plugins.readers_image import _open_slide, choose_level, sample_capped, tile_grid, white_fraction
-from fusionkit_plugins.readers_text import clean_ocr, split_sentences
+from fusionkit_plugins.readers.image import _open_slide, choose_level, sample_capped, tile_grid, white_fraction
+from fusionkit_plugins.readers.text import clean_ocr, split_sentences
 
 READER_NAMES = ("rna-table", "gdc-star-counts", "maf", "report-text", "clinical-sentences", "tiles", "wsi",
                 "tcga-labels", "tcga-folder", "synthetic-tcga")
@@ -33,7 +33,7 @@ def test_all_readers_registered_with_defaults(plugin_system):
 
 
 def test_importing_readers_stays_light():
-    code = ("import sys, fusionkit_plugins.readers, fusionkit_plugins.synthetic; "
+    code = ("import sys, fusionkit_plugins.readers.tcga, fusionkit_plugins.readers.synthetic; "
             "heavy = [m for m in ('torch', 'timm', 'sentence_transformers', 'faiss', 'sklearn') if m in sys.modules]; "
             "print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

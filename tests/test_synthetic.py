@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fusionkit.errors import DataError
-from fusionkit_plugins.synthetic import CANCERS, SyntheticTcgaReader
+from fusionkit_plugins.readers.synthetic import CANCERS, SyntheticTcgaReader
 
 
 @pytest.fixture(scope="module")

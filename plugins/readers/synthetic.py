@@ -40,8 +40,8 @@ from typing import Any
 import numpy as np
 
 from fusionkit import hookimpl
-from fusionkit.components import ModalityData, RawDataset, Reader
-from fusionkit.errors import DataError
+from fusionkit import ModalityData, RawDataset, Reader
+from fusionkit import DataError
 
 CANCERS = ("BRCA", "BLCA", "COAD", "STAD", "THCA", "LUAD")
 #: cohort proportions of ../shared/data/tcga/patients.csv
@@ -377,8 +377,8 @@ class SyntheticTcgaReader(Reader):
             raise DataError("min/max tiles and sentences must satisfy 0 <= min <= max", where="synthetic-tcga")
         pid, cancer, subtype, cancers = self._cohort()
         avail = self._availability(len(pid))
-        from .readers_common import fingerprint
-        from .readers_maf import tmb_labels
+        from fusionkit_plugins.readers.common import fingerprint
+        from fusionkit_plugins.readers.maf import tmb_labels
 
         fp = fingerprint([], {"reader": "synthetic-tcga", **self.get_params()})
         mods: dict[str, ModalityData] = {}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from fusionkit import hookimpl
-from fusionkit.components import DrawPlan, Perturbation
-from fusionkit.errors import DataError
+from fusionkit import DrawPlan, Perturbation
+from fusionkit import DataError
 
 
 class GaussianReplace(Perturbation):

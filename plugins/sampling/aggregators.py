@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from fusionkit import hookimpl
-from fusionkit.components import Aggregator
+from fusionkit import Aggregator
 
 
 

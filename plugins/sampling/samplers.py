@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 
 from fusionkit import hookimpl
-from fusionkit.components import DrawPlan, Sampler
-from fusionkit.errors import DataError
+from fusionkit import DrawPlan, Sampler
+from fusionkit import DataError
 
 
 def parse_k(k: Any) -> list[int]:

@@ -28,10 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from fusionkit.components import ModalityData, RawDataset, Reader
-from fusionkit.errors import DataError
+from fusionkit import hookimpl
+from fusionkit import ModalityData, RawDataset, Reader
+from fusionkit import DataError
 
-from .readers_common import (as_list, availability_note, barcodes12, fingerprint, labels_from_items,
+from fusionkit_plugins.readers.common import (as_list, availability_note, barcodes12, fingerprint, labels_from_items,
                              load_cancer_map, pick_column, read_table, resolve_paths)
 
 #: non-gene columns dropped from expression tables when present (besides the id/cancer columns)
@@ -459,3 +460,9 @@ class GdcStarCountsReader(Reader):
         if labels:
             out.labels["cancer_type"] = labels_from_items(pid, labels["cancer_type"])
         return out
+
+
+@hookimpl
+def register_readers(register):
+    register("rna-table", RnaTableReader, modality="rna", tags=["rna", "table"])
+    register("gdc-star-counts", GdcStarCountsReader, modality="rna", tags=["rna", "gdc"])

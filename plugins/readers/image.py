@@ -14,10 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from fusionkit.components import ModalityData, RawDataset, Reader
-from fusionkit.errors import DataError
+from fusionkit import hookimpl
+from fusionkit import ModalityData, RawDataset, Reader
+from fusionkit import DataError
 
-from .readers_common import (availability_note, barcodes12, find_barcodes, fingerprint, labels_from_items,
+from fusionkit_plugins.readers.common import (availability_note, barcodes12, find_barcodes, fingerprint, labels_from_items,
                              load_cancer_map, pick_column, read_table, resolve_paths, rng_for)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
@@ -404,3 +405,9 @@ class WsiReader(Reader):
         if labels:
             out.labels["cancer_type"] = labels_from_items(pid_arr, labels["cancer_type"])
         return out
+
+
+@hookimpl
+def register_readers(register):
+    register("tiles", TilesReader, modality="image", tags=["image", "tiles"])
+    register("wsi", WsiReader, modality="image", tags=["image", "wsi"])

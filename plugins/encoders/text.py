@@ -35,8 +35,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from fusionkit import hookimpl
-from fusionkit.components import Encoder, ModalityData
-from fusionkit.errors import DataError, WeightsUnavailableError
+from fusionkit import Encoder, ModalityData
+from fusionkit import DataError, WeightsUnavailableError
 
 log = logging.getLogger(__name__)
 

@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 
 from fusionkit import hookimpl
-from fusionkit.components import Encoder, ModalityData
-from fusionkit.errors import DataError
+from fusionkit import Encoder, ModalityData
+from fusionkit import DataError
 
 log = logging.getLogger(__name__)
 

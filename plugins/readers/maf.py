@@ -19,10 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from fusionkit.components import ModalityData, RawDataset, Reader
-from fusionkit.errors import DataError
+from fusionkit import hookimpl
+from fusionkit import ModalityData, RawDataset, Reader
+from fusionkit import DataError
 
-from .readers_common import (availability_note, barcodes12, fingerprint, labels_from_items, pick_column,
+from fusionkit_plugins.readers.common import (availability_note, barcodes12, fingerprint, labels_from_items, pick_column,
                              read_table, resolve_paths)
 
 NON_SILENT = ("Frame_Shift_Del", "Frame_Shift_Ins", "In_Frame_Del", "In_Frame_Ins", "Missense_Mutation",
@@ -166,3 +167,8 @@ class MafReader(Reader):
             out.labels["cancer_type"] = labels_from_items(patients, labels["cancer_type"])
             notes.append(availability_note(self.modality, patients, out.labels["cancer_type"]))
         return out
+
+
+@hookimpl
+def register_readers(register):
+    register("maf", MafReader, modality="mutation", tags=["mutation", "tmb"])

@@ -1,6 +1,6 @@
 """Helpers shared by the built-in readers: paths, ids, table loading, fingerprints.
 
-Nothing here registers components; :mod:`fusionkit_plugins.readers` does.
+Nothing here registers components; :mod:`fusionkit_plugins.readers.tcga` does.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from fusionkit.errors import DataError
+from fusionkit import DataError
 
 #: a TCGA patient barcode anywhere in a string (``TCGA-XX-XXXX``; dots tolerated)
 BARCODE_RE = re.compile(r"TCGA[-.]([A-Z0-9]{2})[-.]([A-Z0-9]{4})", re.IGNORECASE)

@@ -25,15 +25,15 @@ from typing import Any
 import numpy as np
 
 from fusionkit import hookimpl
-from fusionkit.components import ModalityData, RawDataset, Reader
-from fusionkit.errors import DataError
+from fusionkit import ModalityData, RawDataset, Reader
+from fusionkit import DataError
 
-from .readers_common import (SIX_CANCERS, availability_note, barcodes12, fingerprint, load_cancer_map,
+from fusionkit_plugins.readers.common import (SIX_CANCERS, availability_note, barcodes12, fingerprint, load_cancer_map,
                              pick_column, read_table, resolve_paths)
-from .readers_image import TilesReader, WsiReader, tile_grid, white_fraction  # noqa: F401 (re-export)
-from .readers_maf import NON_SILENT, MafReader, tmb_labels  # noqa: F401
-from .readers_rna import GdcStarCountsReader, RnaTableReader
-from .readers_text import ClinicalSentencesReader, ReportTextReader, clean_ocr, split_sentences  # noqa: F401
+from fusionkit_plugins.readers.image import TilesReader, WsiReader, tile_grid, white_fraction  # noqa: F401 (re-export)
+from fusionkit_plugins.readers.maf import NON_SILENT, MafReader, tmb_labels  # noqa: F401
+from fusionkit_plugins.readers.rna import GdcStarCountsReader, RnaTableReader
+from fusionkit_plugins.readers.text import ClinicalSentencesReader, ReportTextReader, clean_ocr, split_sentences  # noqa: F401
 
 
 # --------------------------------------------------------------------------- tcga-labels
@@ -353,13 +353,6 @@ class TcgaFolderReader(Reader):
 
 @hookimpl
 def register_readers(register):
-    register("rna-table", RnaTableReader, modality="rna", tags=["rna", "table"])
-    register("gdc-star-counts", GdcStarCountsReader, modality="rna", tags=["rna", "gdc"])
-    register("maf", MafReader, modality="mutation", tags=["mutation", "tmb"])
-    register("report-text", ReportTextReader, modality="text", tags=["text", "ocr", "pdf"])
-    register("clinical-sentences", ClinicalSentencesReader, modality="clinical", tags=["text", "derived"])
-    register("tiles", TilesReader, modality="image", tags=["image", "tiles"])
-    register("wsi", WsiReader, modality="image", tags=["image", "wsi"])
     register("tcga-labels", TcgaLabelsReader, tags=["labels"])
     register("tcga-folder", TcgaFolderReader, modality="multi", tags=["tcga", "rna", "mutation", "text", "image"])
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 from fusionkit import hookimpl
-from fusionkit.components import Adapter
-from fusionkit.errors import DataError
+from fusionkit import Adapter
+from fusionkit import DataError
 
 __all__ = ["ZeroPad", "Truncate", "RandomProjection", "PCAAdapter", "orthonormal_projection"]
 

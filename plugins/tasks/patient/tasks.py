@@ -43,9 +43,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from fusionkit import hookimpl
-from fusionkit.components import Task
-from fusionkit.errors import DataError, FusionkitError
-from fusionkit.executors import Unit
+from fusionkit import Task
+from fusionkit import DataError, FusionkitError
+from fusionkit import Unit
 from fusionkit.metrics import multiclass_metrics, summarise_rows
 
 PATIENT_SAMPLER = "patient-level"
@@ -160,7 +160,7 @@ class AggregateBuilder:
     def build(self, patients: Sequence[str], k: int, r: int, seed: int, draws: int = 1
               ) -> tuple[np.ndarray, np.ndarray]:
         """(X (n, dim*r), patient ids); ``draws`` > 1 stacks independent draws per patient."""
-        from fusionkit.pool import aggregate
+        from fusionkit import aggregate
 
         Xs, ps = [], []
         for d in range(max(1, int(draws))):
@@ -322,7 +322,7 @@ def _confusion_figure(ctx: Any, rel: str, C: np.ndarray, labels: list[str], titl
 
 
 def _target_key(pids: np.ndarray, y: np.ndarray) -> str:
-    from fusionkit.store import stable_hash
+    from fusionkit import stable_hash
 
     return stable_hash([pids.tolist(), y.tolist()], length=16)
 
@@ -1074,7 +1074,7 @@ def _retrieval_split(builder: AggregateBuilder, job: dict[str, Any]) -> dict[str
 def _retrieval_unit(builder: AggregateBuilder, job: dict[str, Any]) -> dict[str, Any]:
     import time
 
-    from fusionkit_plugins.indexes import FaissFlatIndex, recall_at_k
+    from fusionkit_plugins.indexes.faiss import FaissFlatIndex, recall_at_k
 
     d = _retrieval_split(builder, job)
     lab = job["labels"]
@@ -1224,7 +1224,7 @@ class RetrievalTask(Task):
         import io
         import json
 
-        from fusionkit.store import atomic_write_bytes, atomic_write_text
+        from fusionkit import atomic_write_bytes, atomic_write_text
 
         d = _retrieval_split(builder, job)
         built = copy.deepcopy(index).build(d["Xi"], d["pi"])

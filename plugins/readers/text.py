@@ -18,10 +18,11 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from fusionkit.components import ModalityData, RawDataset, Reader
-from fusionkit.errors import DataError
+from fusionkit import hookimpl
+from fusionkit import ModalityData, RawDataset, Reader
+from fusionkit import DataError
 
-from .readers_common import (availability_note, barcodes12, find_barcodes, fingerprint, labels_from_items, load_cancer_map, pick_column, read_table,
+from fusionkit_plugins.readers.common import (availability_note, barcodes12, find_barcodes, fingerprint, labels_from_items, load_cancer_map, pick_column, read_table,
                              resolve_paths)
 
 # --------------------------------------------------------------------------- OCR clean-up
@@ -503,3 +504,9 @@ class ClinicalSentencesReader(Reader):
 
 __all__ = ["ReportTextReader", "ClinicalSentencesReader", "clean_ocr", "split_sentences", "dedup_sentences",
            "render_field", "is_diagnosis_field"]
+
+
+@hookimpl
+def register_readers(register):
+    register("report-text", ReportTextReader, modality="text", tags=["text", "ocr", "pdf"])
+    register("clinical-sentences", ClinicalSentencesReader, modality="clinical", tags=["text", "derived"])

@@ -20,8 +20,8 @@ stopping), mean and 95% CI of macro-F1 / accuracy / MCC for
   (the paper's sampling, SPEC 2.2) + logistic regression (or a small MLP);
 * ``teacher-drop-<m>``: the teacher with modality m removed at test (drop-one table).
 
-The networks are in :mod:`fusionkit_plugins.distill_model` (torch imported on
-first use), bags and prototypes in :mod:`fusionkit_plugins.distill_data`.
+The networks are in :mod:`fusionkit_plugins.tasks.distill.model` (torch imported on
+first use), bags and prototypes in :mod:`fusionkit_plugins.tasks.distill.data`.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from typing import Any
 import numpy as np
 
 from fusionkit import hookimpl
-from fusionkit.components import Task
-from fusionkit.errors import DataError
+from fusionkit import Task
+from fusionkit import DataError
 
 log = logging.getLogger("fusionkit.distill")
 
@@ -170,7 +170,7 @@ class DistillTask(Task):
         return teacher, student
 
     def config(self, device: str) -> Any:
-        from .distill_model import TrainConfig
+        from fusionkit_plugins.tasks.distill.model import TrainConfig
 
         return TrainConfig(hidden=int(self.hidden), subspace=int(self.subspace_dim), attention=int(self.attention_dim),
                            dropout=float(self.dropout), keep=int(self.keep_prototypes), epochs=int(self.epochs),
@@ -198,8 +198,8 @@ class DistillTask(Task):
     def student_inputs(self, pool: Any, patients: np.ndarray, student: list[str], seed: int
                        ) -> tuple[dict[str, Any], dict[str, str]]:
         """What the student (and the uni-modal baseline) reads: built from ``student`` views only."""
-        from .distill_data import bag_prototypes, build_bags
-        from .distill_model import Dense
+        from fusionkit_plugins.tasks.distill.data import bag_prototypes, build_bags
+        from fusionkit_plugins.tasks.distill.model import Dense
 
         bags = build_bags(pool, patients, student, max_items=int(self.max_items), seed=seed)
         inputs: dict[str, Any] = {}
@@ -215,7 +215,7 @@ class DistillTask(Task):
 
     def teacher_inputs(self, pool: Any, patients: np.ndarray, teacher: list[str], seed: int
                        ) -> tuple[dict[str, Any], dict[str, str], Any, tuple[str, str] | None]:
-        from .distill_data import build_bags, coarser_scale
+        from fusionkit_plugins.tasks.distill.data import build_bags, coarser_scale
 
         bags = build_bags(pool, patients, teacher, max_items=int(self.max_items), seed=seed)
         kinds = {m: ("mil" if b.is_bag else "vector") for m, b in bags.items()}
@@ -234,7 +234,7 @@ class DistillTask(Task):
         if self.baseline_sampling:
             plan = ctx.plan(self.baseline_sampling, pool=restricted, seed_keys=("distill", repeat), **overrides)
         else:
-            from .samplers import PatientLevelSampler
+            from fusionkit_plugins.sampling.samplers import PatientLevelSampler
 
             sampler = PatientLevelSampler(k=int(self.baseline_k), repeats=int(self.baseline_repeats), **overrides)
             plan = ctx.plan(sampler, pool=restricted, seed_keys=("distill", repeat))
@@ -248,7 +248,7 @@ class DistillTask(Task):
 
     # ------------------------------------------------------------------ run
     def run(self, ctx: Any) -> dict[str, Any]:
-        from fusionkit.executors import Unit
+        from fusionkit import Unit
 
         t_start = time.perf_counter()
         pool = ctx.pool
@@ -371,8 +371,8 @@ def _repeat_unit(*, task: DistillTask, teacher: list[str], student: list[str], t
     """Split, train teacher, student, uni-modal baseline and sum baseline; evaluate on the test split."""
     from fusionkit.metrics import multiclass_metrics
 
-    from .distill_data import stratified_split
-    from .distill_model import predict, train_student, train_teacher
+    from fusionkit_plugins.tasks.distill.data import stratified_split
+    from fusionkit_plugins.tasks.distill.model import predict, train_student, train_teacher
 
     if task.num_threads:
         import torch
@@ -456,13 +456,7 @@ def _device(device: str, ctx: Any) -> str:
 
 
 def _cached(ctx: Any, name: str, key: str) -> bool:
-    try:
-        from fusionkit.engine import _safe
-        from fusionkit.executors import UnitCache
-
-        return UnitCache(ctx.cache_dir / "units" / _safe(ctx.recipe.name) / _safe(f"{name}-distill")).has(key)
-    except Exception:  # pragma: no cover - only for the reuse count
-        return False
+    return bool(ctx.unit_cached(f"{name}-distill", key))
 
 
 def _labels(pool: Any, target: str, patients: np.ndarray, min_class_size: int

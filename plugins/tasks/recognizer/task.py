@@ -54,9 +54,9 @@ from typing import Any
 import numpy as np
 
 from fusionkit import hookimpl
-from fusionkit.components import Aggregates, DrawPlan, Task
-from fusionkit.errors import DataError, FusionkitError
-from fusionkit.executors import Unit
+from fusionkit import Aggregates, DrawPlan, Task
+from fusionkit import DataError, FusionkitError
+from fusionkit import Unit
 from fusionkit.metrics import (BINARY_METRICS, mean_ci, multiclass_metrics, stratified_metrics,
                                stratified_rows, summarise_rows)
 
@@ -470,7 +470,7 @@ class _RecognizerBase(Task):
         if modes is not None and not modes:
             out.append(("params.modes", "no mode given", "modes: [isolation] and/or composite"))
         if params.get("k") is not None:
-            from fusionkit_plugins.samplers import parse_k
+            from fusionkit_plugins.sampling.samplers import parse_k
 
             try:
                 parse_k(params["k"])
@@ -567,7 +567,7 @@ class _RecognizerBase(Task):
 
     # ------------------------------------------------------------------ run
     def run(self, ctx: Any) -> dict[str, Any]:
-        from fusionkit_plugins.samplers import parse_k
+        from fusionkit_plugins.sampling.samplers import parse_k
 
         sampling, problem = _recipe_sampling_name({"sampling": self.sampling}, ctx.recipe)
         if problem:

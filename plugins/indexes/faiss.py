@@ -44,8 +44,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from fusionkit import hookimpl
-from fusionkit.components import Index
-from fusionkit.errors import DataError, FusionkitError
+from fusionkit import Index
+from fusionkit import DataError, FusionkitError
 
 METRICS = ("l2", "ip", "cosine")
 INDEX_FORMAT = 1
@@ -125,7 +125,7 @@ class _BaseIndex(Index):
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the index folder atomically (see module docstring)."""
-        from fusionkit.store import atomic_write_bytes, atomic_write_json, atomic_write_text
+        from fusionkit import atomic_write_bytes, atomic_write_json, atomic_write_text
 
         self._check_built()
         folder = Path(path)

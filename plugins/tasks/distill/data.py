@@ -16,7 +16,7 @@ inference" checkable (tests/test_distill.py).
 aggregation (ITA): a bag of tiles becomes ``k`` cluster means (k-means with a
 k-means++ start, seeded per patient so the result does not depend on which
 other patients are in the batch); the learned half (scoring prototypes and
-keeping the top ones) lives in :mod:`fusionkit_plugins.distill_model`.
+keeping the top ones) lives in :mod:`fusionkit_plugins.tasks.distill.model`.
 """
 
 from __future__ import annotations

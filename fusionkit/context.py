@@ -1,0 +1,268 @@
+"""The run context: everything a plugin may touch of a run.
+
+Readers, encoders and tasks receive a :class:`RunContext`. It carries the seed
+(and derives per-purpose seeds and generators from it), builds the recipe's
+components, plans/perturbs/aggregates draws from the embedding pool, runs
+independent units of work through the run's executor with a per-unit cache,
+and writes outputs under the run folder.
+
+A context travels to other processes (Ray workers) through
+:meth:`RunContext.__fusionkit_reduce__`: recipe, plugin system, folders, pool
+and current task; the executor there is a local one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from .components import Aggregates, DrawPlan
+from .errors import FusionkitError
+from .executors import LocalExecutor, Unit, UnitCache, run_units
+from .pool import EmbeddingPool, aggregate
+from .recipe import Recipe, Spec
+from .store import atomic_write_json, atomic_write_text, stable_hash
+
+log = logging.getLogger("fusionkit")
+
+__all__ = ["RunContext", "derive_seed", "safe_name", "Unit"]
+
+
+def derive_seed(*parts: Any) -> int:
+    """A stable 63-bit seed from any JSON-able parts (recipe seed, stage names...)."""
+    digest = hashlib.sha256(json.dumps([str(p) for p in parts]).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def _progress_factory(enabled: bool | None) -> Callable[..., Any] | None:
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover
+        return None
+
+    def make(iterable: Iterable[Any] | None = None, **kw: Any) -> Any:
+        kw.setdefault("leave", False)
+        kw.setdefault("dynamic_ncols", True)
+        return tqdm(iterable, **kw) if iterable is not None else tqdm(**kw)
+
+    return make
+
+
+class RunContext:
+    """What readers, encoders and tasks see of a run.
+
+    * ``seed``, ``rng(*keys)``, ``seed_for(*keys)``: seeds flow from the recipe
+    * ``pool``: the :class:`~fusionkit.pool.EmbeddingPool` (after encoding)
+    * ``sample(name, ...)``: plan + perturb + aggregate a recipe sampling entry
+    * ``run_units(group, units)``: independent repeats, cached per key (resume)
+    * ``write_json/write_csv/save_figure/path``: outputs under ``out_dir``
+    """
+
+    #: objects of this class travel to remote workers once per batch (see ray_executor)
+    __fusionkit_shared__ = True
+
+    def __init__(self, recipe: Recipe, system: Any, out_dir: Path, cache_dir: Path, *,
+                 progress: bool | None = None, executor: Any = None):
+        self.recipe = recipe
+        self.system = system
+        self.out_dir = Path(out_dir)
+        self.cache_dir = Path(cache_dir)
+        self.seed = int(recipe.seed)
+        self.pool: EmbeddingPool | None = None
+        self.log = log
+        self._progress = _progress_factory(progress)
+        self.executor = executor if executor is not None else LocalExecutor(workers=1)
+        self.timings: dict[str, float] = {}
+        self.task_name: str | None = None
+
+    def __fusionkit_reduce__(self) -> tuple[Any, tuple]:
+        """How a context travels to another process: rebuilt there with a local executor."""
+        return _rebuild_context, (self.recipe, self.system, self.out_dir, self.cache_dir, self.pool, self.task_name)
+
+    # ---------------------------------------------------------------- seeds
+    def seed_for(self, *keys: Any) -> int:
+        return derive_seed(self.seed, *keys)
+
+    def rng(self, *keys: Any) -> np.random.Generator:
+        return np.random.default_rng(self.seed_for(*keys))
+
+    @property
+    def device(self) -> str:
+        try:
+            import torch
+
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        except ImportError:
+            return "cpu"
+
+    # ---------------------------------------------------------------- components
+    def build(self, spec: Spec) -> Any:
+        return self.system.create(spec.kind, spec.name, spec.params, where=spec.where)
+
+    def sampler(self, name: str) -> Any:
+        return self.build(self._named(self.recipe.sampling, name, "sampling"))
+
+    def perturbation(self, name: str) -> Any:
+        return self.build(self._named(self.recipe.perturbations, name, "perturbations"))
+
+    def aggregator(self) -> Any:
+        return self.build(self.recipe.aggregator)
+
+    def index(self, spec: Spec | dict | str | None = None) -> Any:
+        if spec is None:
+            spec = self.recipe.index
+            if spec is None:
+                raise FusionkitError("this recipe has no index", where="index", hint="add `index: faiss-flat`")
+        if isinstance(spec, str):
+            return self.system.create("index", spec, {}, where="index")
+        if isinstance(spec, dict):
+            return self.system.create("index", spec["name"], spec.get("params") or {}, where="index")
+        return self.build(spec)
+
+    @staticmethod
+    def _named(table: dict[str, Spec], name: str, section: str) -> Spec:
+        if name not in table:
+            from .registry import suggest
+
+            raise FusionkitError(f"no {section} entry named {name!r}", where=section,
+                                 hint=suggest(name, list(table)) or f"entries: {', '.join(table) or '(none)'}")
+        return table[name]
+
+    # ---------------------------------------------------------------- sampling
+    def plan(self, sampling: str | Any, *, pool: EmbeddingPool | None = None, seed_keys: tuple = (),
+             **overrides: Any) -> DrawPlan:
+        """A DrawPlan from a recipe sampling entry (or a Sampler), params overridable."""
+        pool = pool or self.pool
+        if pool is None:
+            raise FusionkitError("the embedding pool is not built yet")
+        if isinstance(sampling, str):
+            spec = self._named(self.recipe.sampling, sampling, "sampling")
+            params = {**spec.params, **overrides}
+            sampler = self.system.create("sampler", spec.name, params, where=spec.where)
+            key = sampling
+        else:
+            sampler = sampling.set_params(**overrides) if overrides else sampling
+            key = type(sampling).__name__
+        return sampler.plan(pool, self.rng("sample", key, *seed_keys))
+
+    def aggregate(self, plan: DrawPlan, *, pool: EmbeddingPool | None = None, seed_keys: tuple = (),
+                  aggregator: Any = None, chunk: int = 2048) -> Aggregates:
+        pool = pool or self.pool
+        return aggregate(plan, pool, aggregator or self.aggregator(), chunk=chunk,
+                         noise_seed=self.seed_for("noise", *seed_keys))
+
+    def sample(self, sampling: str | Any, *, pool: EmbeddingPool | None = None, seed_keys: tuple = (),
+               perturbation: str | Any | None = None, aggregator: Any = None, **overrides: Any) -> Aggregates:
+        """Plan, optionally perturb, and aggregate in one call."""
+        plan = self.plan(sampling, pool=pool, seed_keys=seed_keys, **overrides)
+        if perturbation is not None:
+            pert = self.perturbation(perturbation) if isinstance(perturbation, str) else perturbation
+            plan = pert.apply(plan, self.rng("perturb", *seed_keys))
+        return self.aggregate(plan, pool=pool, seed_keys=seed_keys, aggregator=aggregator)
+
+    # ---------------------------------------------------------------- repeats
+    def unit_key(self, *parts: Any) -> str:
+        """Cache key of a unit of work: the recipe seed, the pool's content, the
+        aggregator and whatever else the caller names (task params, repeat...)."""
+        return stable_hash({"seed": self.seed, "pool": self.pool.fingerprint if self.pool else None,
+                            "aggregator": self.recipe.aggregator.key(), "parts": list(parts)}, length=20)
+
+    def unit_cache(self, group: str) -> UnitCache:
+        """The cache of finished units of one group (a task's repeats, say)."""
+        return UnitCache(self.cache_dir / "units" / safe_name(self.recipe.name) / safe_name(group))
+
+    def unit_cached(self, group: str, key: str) -> bool:
+        """Whether the unit ``key`` of ``group`` finished in an earlier run (it will be reused)."""
+        return self.unit_cache(group).has(key)
+
+    def run_units(self, group: str, units: list[Unit]) -> dict[str, Any]:
+        """Run independent units (e.g. repeats); finished ones are reused after an interruption."""
+        return run_units(units, self.unit_cache(group), self.executor, progress=self._bar(desc=group))
+
+    def _bar(self, desc: str) -> Callable[..., Any] | None:
+        if self._progress is None:
+            return None
+        make = self._progress
+        return lambda **kw: make(desc=desc, **kw)
+
+    def progress(self, iterable: Iterable[Any], desc: str = "", total: int | None = None) -> Iterable[Any]:
+        if self._progress is None:
+            return iterable
+        return self._progress(iterable, desc=desc, total=total)
+
+    # ---------------------------------------------------------------- outputs
+    def path(self, rel: str) -> Path:
+        p = self.out_dir / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def write_json(self, rel: str, obj: Any) -> Path:
+        p = self.path(rel)
+        atomic_write_json(p, obj)
+        return p
+
+    def write_csv(self, rel: str, rows: list[dict[str, Any]]) -> Path:
+        import csv
+        import io
+
+        p = self.path(rel)
+        cols: list[str] = []
+        for row in rows:
+            for k in row:
+                if k not in cols:
+                    cols.append(k)
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=cols)
+        w.writeheader()
+        for row in rows:
+            w.writerow({k: _csv_value(row.get(k)) for k in cols})
+        atomic_write_text(p, buf.getvalue())
+        return p
+
+    def save_figure(self, fig: Any, rel: str, dpi: int = 120) -> Path:
+        import io
+
+        p = self.path(rel)
+        buf = io.BytesIO()
+        fig.savefig(buf, format=p.suffix.lstrip(".") or "png", dpi=dpi, bbox_inches="tight")
+        from .store import atomic_write_bytes
+
+        atomic_write_bytes(p, buf.getvalue())
+        try:
+            import matplotlib.pyplot as plt
+
+            plt.close(fig)
+        except ImportError:  # pragma: no cover
+            pass
+        return p
+
+
+def _csv_value(v: Any) -> Any:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    if isinstance(v, (list, dict)):
+        return json.dumps(v)
+    return v
+
+
+def safe_name(name: str) -> str:
+    """A name made safe for one path component (letters, digits, ``-_.``; others become ``_``)."""
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(name))
+
+
+def _rebuild_context(recipe: Recipe, system: Any, out_dir: Path, cache_dir: Path, pool: Any,
+                     task_name: str | None) -> RunContext:
+    ctx = RunContext(recipe, system, out_dir, cache_dir, progress=False, executor=LocalExecutor(1))
+    ctx.pool = pool
+    ctx.task_name = task_name
+    return ctx

@@ -1,0 +1,235 @@
+"""The encode stage: one modality's items -> a cached, memory-mapped embedding store.
+
+An encoder (fitted once when trainable, its state saved in the work folder)
+encodes shards of items as executor units; each shard is written atomically
+and skipped once it exists, so an interrupted encoding resumes. A width
+adapter then maps the encoder's width to the recipe's, and the store is
+committed atomically under a key made of the input fingerprint, encoder and
+adapter specs, recipe width and seed.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from . import __version__
+from .components import ModalityData
+from .context import RunContext, safe_name
+from .errors import DataError
+from .executors import LocalExecutor, Unit
+from .recipe import Recipe
+from .store import EmbeddingStore, StoreWriter, atomic_save_npy, atomic_write_text, stable_hash, store_exists
+
+log = logging.getLogger("fusionkit")
+
+CACHE_FORMAT = 1
+
+
+def encode_modality(name: str, data: ModalityData, recipe: Recipe, ctx: RunContext) -> EmbeddingStore:
+    """Encode one modality into a store, reusing the cache; resumable shard by shard."""
+    mspec = recipe.modalities[name]
+    enc_spec, ad_spec = mspec.encoder, mspec.adapter
+    key = stable_hash({
+        "format": CACHE_FORMAT, "modality": name, "input": data.fingerprint,
+        "encoder": enc_spec.key(), "adapter": ad_spec.key() if ad_spec else None,
+        "width": recipe.width, "seed": ctx.seed_for("encode", name),
+    })
+    store_dir = ctx.cache_dir / "stores" / f"{safe_name(name)}-{safe_name(enc_spec.name)}-{key}"
+    if store_exists(store_dir):
+        log.info("%s: reusing cached embeddings %s", name, store_dir)
+        ctx.timings[f"encode:{name}"] = 0.0
+        return EmbeddingStore(store_dir)
+    t0 = time.perf_counter()
+    work = ctx.cache_dir / "work" / f"{safe_name(name)}-{key}"
+    work.mkdir(parents=True, exist_ok=True)
+    encoder = ctx.build(enc_spec)
+    expected_kind = getattr(encoder, "input_kind", None)
+    if expected_kind and expected_kind != data.kind and expected_kind != "any":
+        raise DataError(f"encoder {enc_spec.name!r} takes {expected_kind} input but modality {name!r} "
+                        f"is {data.kind}", where=f"modalities.{name}.encoder",
+                        hint="choose an encoder for this modality (`fusionkit list encoders`)")
+    if getattr(encoder, "trainable", False):
+        state = work / "model"
+        if (state / "DONE").exists():
+            encoder.load(str(state))
+        else:
+            log.info("%s: fitting %s on %d items", name, enc_spec.name, len(data))
+            encoder.fit(data, ctx)
+            state.mkdir(parents=True, exist_ok=True)
+            encoder.save(str(state))
+            atomic_write_text(state / "DONE", "ok\n")
+    dim = int(encoder.output_dim)
+    n = len(data)
+    shard = max(1, int(getattr(encoder, "shard_size", 4096)))
+    starts = list(range(0, n, shard))
+    state_dir = str(work / "model") if getattr(encoder, "trainable", False) else None
+    job = ShardJob(encoder, enc_spec.kind, enc_spec.name, enc_spec.params, state_dir, name, data,
+                   dim, gpu=_wants_gpu(encoder))
+    units = [Unit(f"{name}-{key}-{start:010d}", job, (start, min(n, start + shard), str(work / _shard_name(start))),
+                  {"ctx": ctx}, label=f"encode {name} [{start}:{min(n, start + shard)}]")
+             for start in starts if not (work / _shard_name(start)).exists()]
+    if units:
+        for _unit, _res in _map_units(ctx, units, desc=f"encode {name}"):
+            pass
+    # adapter
+    adapter = None
+    width = recipe.width
+    if ad_spec is not None:
+        adapter = ctx.build(ad_spec)
+        sample = _load_shards(work, starts, limit=50000)
+        adapter.fit(sample, width, ctx.rng("adapter", name))
+    elif dim != width:
+        raise DataError(f"encoder {enc_spec.name!r} outputs {dim}-d vectors but the recipe width is {width}",
+                        where=f"modalities.{name}",
+                        hint="add an adapter (zero-pad, truncate, random-projection, pca) to this modality, "
+                             "or set the encoder's output width to the recipe width")
+    writer = StoreWriter(store_dir, n, width)
+    try:
+        for start in starts:
+            X = np.load(work / _shard_name(start))
+            if adapter is not None:
+                X = np.asarray(adapter.transform(X), dtype=np.float32)
+                if X.shape[1] != width:
+                    raise DataError(f"adapter {ad_spec.name!r} produced width {X.shape[1]}, expected {width}",
+                                    where=f"modalities.{name}.adapter")
+            writer.embeddings[start:start + X.shape[0]] = X
+    except BaseException:
+        writer.abort()
+        raise
+    items: dict[str, Any] = {"patient_id": data.patient_ids, "item_id": data.item_ids}
+    for lname, values in data.labels.items():
+        if len(values) == n:
+            items[lname] = np.asarray([str(v) for v in values])
+    info = enc_spec.info
+    provenance = {
+        "modality": name, "source": data.source, "input_fingerprint": data.fingerprint,
+        "encoder": {"name": enc_spec.name, "params": enc_spec.to_dict()["params"],
+                    "provider": info.dist if info else None, "version": info.version if info else None,
+                    "output_dim": dim},
+        "adapter": ad_spec.to_dict() if ad_spec else None, "width": width,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(), "fusionkit": __version__,
+        "cache_key": key,
+    }
+    store = writer.commit(items, modality=name, provenance=provenance)
+    ctx.timings[f"encode:{name}"] = time.perf_counter() - t0
+    return store
+
+
+def _shard_name(start: int) -> str:
+    return f"shard-{start:010d}.npy"
+
+
+def _wants_gpu(encoder: Any) -> bool:
+    """Tile/image encoders ask for a GPU on executors that place work (Ray) when one exists."""
+    return bool(getattr(encoder, "wants_gpu", getattr(encoder, "input_kind", None) == "image"))
+
+
+_IN_PROCESS = LocalExecutor(workers=1)
+
+
+def _map_units(ctx: RunContext, units: list[Unit], desc: str) -> Iterable[tuple[Unit, Any]]:
+    """Run units through the run's executor with a per-unit progress bar (no result cache:
+    the units write their own files atomically and are skipped once those exist)."""
+    executor = ctx.executor
+    if getattr(executor, "name", "local") == "local":
+        # local encoding stays in this process (models are not forked): the pool is for repeats
+        executor = _IN_PROCESS
+    bar = ctx._bar(desc)
+    bar = bar(total=len(units)) if bar is not None else None
+    try:
+        for unit, res in executor.map(units):
+            if bar is not None:
+                bar.update(1)
+            yield unit, res
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+#: encoders re-created in this (worker) process, by spec: a worker loads a model once
+_WORKER_ENCODERS: dict[str, Any] = {}
+
+
+class ShardJob:
+    """Encodes rows [start, stop) of one modality into an atomically written .npy shard.
+
+    In-process (and in forked workers) it uses the driver's live encoder. When
+    pickled for a remote worker (Ray) the encoder is dropped and re-created there
+    from its spec (``system.create(kind, name, params)``), loading the fitted
+    state of a trainable encoder from the cached model folder; fitting happens
+    once, on the driver. A shard whose file exists is not recomputed.
+    """
+
+    #: travels to remote workers once per batch (see ray_executor)
+    __fusionkit_shared__ = True
+
+    def __init__(self, encoder: Any, kind: str, enc_name: str, params: dict[str, Any], state_dir: str | None,
+                 modality: str, data: ModalityData, dim: int, *, gpu: bool = False):
+        self.encoder = encoder
+        self.kind, self.enc_name, self.params = kind, enc_name, dict(params)
+        self.state_dir, self.modality, self.data, self.dim = state_dir, modality, data, int(dim)
+        self.gpu = gpu
+        self.system: Any = None  # set by executors that ship the job elsewhere
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["encoder"] = None
+        return state
+
+    def _encoder(self, ctx: Any) -> Any:
+        if self.encoder is not None:
+            return self.encoder
+        cache_key = stable_hash([self.kind, self.enc_name, self.params, self.state_dir])
+        enc = _WORKER_ENCODERS.get(cache_key)
+        if enc is None:
+            system = self.system or getattr(ctx, "system", None)
+            if system is None:
+                from . import plugins
+
+                system = plugins.load()
+            enc = system.create(self.kind, self.enc_name, self.params)
+            if self.state_dir is not None:
+                enc.load(self.state_dir)
+            _WORKER_ENCODERS.clear()  # one model per worker at a time (memory bound)
+            _WORKER_ENCODERS[cache_key] = enc
+        self.encoder = enc
+        return enc
+
+    def __call__(self, start: int, stop: int, path: str, ctx: Any = None) -> dict[str, Any]:
+        if os.path.exists(path):
+            return {"path": path, "rows": stop - start, "reused": True}
+        encoder = self._encoder(ctx)
+        X = np.asarray(encoder.encode(self.data.subset(np.arange(start, stop)), ctx))
+        name, enc_name, dim = self.modality, self.enc_name, self.dim
+        if X.ndim != 2 or X.shape[0] != stop - start:
+            raise DataError(f"encoder {enc_name!r} returned shape {X.shape} for {stop - start} items",
+                            where=f"modalities.{name}.encoder")
+        if X.shape[1] != dim:
+            raise DataError(f"encoder {enc_name!r} returned width {X.shape[1]} but declares {dim}",
+                            where=f"modalities.{name}.encoder",
+                            hint="the model's output width differs from its card/params: fix the params "
+                                 "(e.g. dim) or the model path")
+        if not np.isfinite(X).all():
+            raise DataError(f"encoder {enc_name!r} produced NaN/inf for modality {name!r}",
+                            where=f"modalities.{name}.encoder",
+                            hint="check the input for missing values (readers have explicit fill options)")
+        atomic_save_npy(path, X.astype(np.float32, copy=False))
+        return {"path": path, "rows": stop - start, "reused": False}
+
+
+def _load_shards(work: Path, starts: list[int], limit: int) -> np.ndarray:
+    parts, total = [], 0
+    for start in starts:
+        X = np.load(work / _shard_name(start))
+        parts.append(X)
+        total += len(X)
+        if total >= limit:
+            break
+    return np.concatenate(parts)[:limit]
