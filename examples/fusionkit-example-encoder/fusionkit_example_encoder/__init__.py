@@ -1,4 +1,8 @@
-"""fusionkit plugin: ``hashing-text``, a character n-gram hashing text encoder."""
+"""fusionkit plugin: ``hashing-text``, a character n-gram hashing text encoder.
+
+The package's other entry points: ``reader`` (reader ``item-table``) and ``fitted``
+(trainable encoder ``zscore-projection``).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,7 @@ import zlib
 
 import numpy as np
 
-from fusionkit import hookimpl
-from fusionkit.components import Encoder
+from fusionkit import Encoder, hookimpl
 
 
 class HashingTextEncoder(Encoder):
