@@ -317,6 +317,26 @@ def results(run_dir: str, as_json: bool) -> None:
                    f"{r.get('paper', '')} |")
 
 
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--to", "fmt", type=click.Choice(["h5mu", "h5ad", "parquet"]), default="h5mu", show_default=True,
+              help="MuData (all modalities), AnnData (one file each) or parquet tables.")
+@click.option("--out", "out", type=click.Path(), default=None,
+              help="Output .h5mu file (h5mu) or folder (h5ad, parquet); default RUN_DIR/export/.")
+def export(run_dir: str, fmt: str, out: str | None) -> None:
+    """Export a run's embedding stores and aggregates for scverse (h5mu/h5ad) or as parquet."""
+    from .export import export_run
+
+    try:
+        paths = export_run(run_dir, to=fmt, out=out)
+    except FusionkitError as err:
+        _fail(err)
+        return
+    for path in paths:
+        click.echo(str(path))
+
+
 def main() -> None:
     try:
         cli(prog_name="fusionkit")

@@ -139,6 +139,7 @@ def run(recipe: Recipe, system: Any, *, out_dir: str | os.PathLike[str] | None =
     summary["labels"] = {name: _value_counts(table) for name, table in pool.labels.items()
                          if name not in ("tmb",)}
     ctx.write_json("data_summary.json", summary)
+    ctx.write_json("labels.json", pool.labels)  # patient label tables: `fusionkit export` carries them
     if recipe.output.get("save_aggregates", True):
         for name in recipe.sampling:
             t0 = time.perf_counter()
