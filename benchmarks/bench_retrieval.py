@@ -76,7 +76,7 @@ def run(quick: bool = False, tmp: Path | None = None) -> list[dict[str, Any]]:
         import faiss  # noqa: F401
 
         import fusionkit.plugins
-        from fusionkit_plugins.indexes.faiss import recall_at_k
+        from fusionkit_plugins.indexes.common import recall_at_k
     except Exception as exc:  # noqa: BLE001
         return [skip(BENCH, "queries/s", f"faiss or the indexes plugin is not importable ({exc})")]
     system = fusionkit.plugins.load(env={})

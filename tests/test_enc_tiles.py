@@ -12,6 +12,7 @@ torch = pytest.importorskip("torch")
 from fusionkit.components import ModalityData  # noqa: E402
 from fusionkit.errors import DataError, WeightsUnavailableError  # noqa: E402
 from fusionkit_plugins.encoders import tiles as te  # noqa: E402
+from fusionkit_plugins.encoders import tile_networks as tn  # noqa: E402
 from fusionkit_plugins.encoders.tiles import (EfficientNetLite0Encoder, ProvGigaPathEncoder,  # noqa: E402
                                              TimmTileEncoder)
 
@@ -73,13 +74,13 @@ def test_bad_images_raise(tmp_path):
 @needs_lite0
 def test_lite0_key_map_covers_every_key():
     sd = te._read_checkpoint(te._packaged_lite0_path(), "t")
-    mapped = te.map_efficientnet_pytorch_keys(sd)
+    mapped = tn.map_efficientnet_pytorch_keys(sd)
     assert len(sd) == 296 and len(mapped) == 294  # only the ImageNet classifier (_fc.weight/bias) is dropped
-    model = te._native()["EfficientNetLite0"]()
+    model = tn.build_network("efficientnet-lite0")
     assert set(mapped) == set(model.state_dict())
     te._load_strict(model, mapped, "t", "pkg")
     with pytest.raises(DataError, match="no timm counterpart"):
-        te.map_efficientnet_pytorch_keys({**sd, "_blocks.0._se_reduce.weight": sd["_conv_stem.weight"]})
+        tn.map_efficientnet_pytorch_keys({**sd, "_blocks.0._se_reduce.weight": sd["_conv_stem.weight"]})
 
 
 @needs_lite0

@@ -18,7 +18,8 @@ def clustered(n: int = 1500, dim: int = 32, centres: int = 20, seed: int = 0) ->
 
 @pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
 def test_faiss_flat_equals_numpy_bruteforce(metric):
-    from fusionkit_plugins.indexes.faiss import FaissFlatIndex, NumpyExactIndex
+    from fusionkit_plugins.indexes.faiss import FaissFlatIndex
+    from fusionkit_plugins.indexes.numpy_exact import NumpyExactIndex
 
     X, Q = clustered(600)
     ids = np.array([f"p{i}" for i in range(len(X))])
@@ -36,7 +37,8 @@ def test_faiss_flat_equals_numpy_bruteforce(metric):
                                          ("faiss-ivf", {"nlist": 16, "nprobe": 4})])
 @pytest.mark.parametrize("metric", ["l2", "cosine"])
 def test_approximate_recall_on_easy_data(name, params, metric, plugin_system):
-    from fusionkit_plugins.indexes.faiss import FaissFlatIndex, recall_at_k
+    from fusionkit_plugins.indexes.common import recall_at_k
+    from fusionkit_plugins.indexes.faiss import FaissFlatIndex
 
     X, Q = clustered()
     ids = np.arange(len(X)).astype(str)
@@ -48,7 +50,7 @@ def test_approximate_recall_on_easy_data(name, params, metric, plugin_system):
 
 @pytest.mark.parametrize("name", ["faiss-flat", "faiss-hnsw", "faiss-ivf", "numpy-exact"])
 def test_save_load_round_trip(name, tmp_path, plugin_system):
-    from fusionkit_plugins.indexes.faiss import load_index
+    from fusionkit_plugins.indexes.query import load_index
 
     X, Q = clustered(800)
     ids = np.array([f"TCGA-AA-{i:04d}" for i in range(len(X))])
@@ -70,7 +72,8 @@ def test_save_load_round_trip(name, tmp_path, plugin_system):
 
 def test_fewer_items_than_k_and_bad_input():
     from fusionkit.errors import DataError
-    from fusionkit_plugins.indexes.faiss import FaissFlatIndex, NumpyExactIndex
+    from fusionkit_plugins.indexes.faiss import FaissFlatIndex
+    from fusionkit_plugins.indexes.numpy_exact import NumpyExactIndex
 
     X = np.eye(3, 4, dtype=np.float32)
     for cls in (FaissFlatIndex, NumpyExactIndex):

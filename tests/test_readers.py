@@ -13,10 +13,13 @@ import pandas as pd
 import pytest
 
 from fusionkit.errors import DataError
-from fusionkit_plugins.readers.tcga import (ClinicalSentencesReader, GdcStarCountsReader, MafReader, ReportTextReader,
-                                       RnaTableReader, TcgaFolderReader, TcgaLabelsReader, TilesReader, WsiReader)
-from fusionkit_plugins.readers.image import _open_slide, choose_level, sample_capped, tile_grid, white_fraction
-from fusionkit_plugins.readers.text import clean_ocr, split_sentences
+from fusionkit_plugins.readers.clinical import ClinicalSentencesReader
+from fusionkit_plugins.readers.image import (TilesReader, WsiReader, _open_slide, choose_level, sample_capped, tile_grid,
+                                             white_fraction)
+from fusionkit_plugins.readers.maf import MafReader
+from fusionkit_plugins.readers.rna import GdcStarCountsReader, RnaTableReader
+from fusionkit_plugins.readers.tcga import TcgaFolderReader, TcgaLabelsReader
+from fusionkit_plugins.readers.text import ReportTextReader, clean_ocr, split_sentences
 
 READER_NAMES = ("rna-table", "gdc-star-counts", "maf", "report-text", "clinical-sentences", "tiles", "wsi",
                 "tcga-labels", "tcga-folder", "synthetic-tcga")

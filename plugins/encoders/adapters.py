@@ -1,4 +1,5 @@
-"""Built-in width adapters (SPEC 2.1): map an encoder's output width onto the
+"""Width adapters (SPEC 2.1); registers ``zero-pad``, ``truncate``,
+``random-projection`` and ``pca``: map an encoder's output width onto the
 recipe's common width (768 by default).
 
 Nothing is silently reshaped: an adapter that cannot reach the requested width

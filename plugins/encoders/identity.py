@@ -1,4 +1,5 @@
-"""`identity` encoder: precomputed embeddings pass through unchanged."""
+"""Pass-through encoder; registers ``identity``: precomputed embeddings (reader ``precomputed``) pass
+through unchanged."""
 
 from __future__ import annotations
 

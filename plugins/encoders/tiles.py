@@ -1,5 +1,5 @@
-"""Built-in H&E tile encoders (SPEC 2.1): timm architectures, EfficientNet-Lite0
-with real packaged weights, and Prov-GigaPath.
+"""H&E tile encoders (SPEC 2.1); registers the encoders ``timm-tile``,
+``efficientnet-lite0`` (real packaged weights) and ``prov-gigapath``.
 
 * ``timm-tile``: any timm architecture by name; weights from a local file
   (``checkpoint_path``) or the hub (``pretrained: true``); pooled features
@@ -17,9 +17,11 @@ with real packaged weights, and Prov-GigaPath.
 Backends. timm imports torchvision at import time, and PyPI has no CPU build
 of torchvision (see docs/INSTALL_NOTES.md). So the two built-in architectures
 also have a small native torch implementation whose ``state_dict`` keys and
-numerics match timm's exactly (tests compare them wherever timm imports).
-``backend: auto`` uses timm when it imports and the native code otherwise;
-``timm`` / ``native`` force one. ``timm-tile`` needs timm.
+numerics match timm's exactly (tests compare them wherever timm imports); it
+lives in ``encoders/tile_networks.py`` behind ``build_network`` and is
+imported only when a model is built. ``backend: auto`` uses timm when it
+imports and the native code otherwise; ``timm`` / ``native`` force one.
+``timm-tile`` needs timm.
 
 Pre-processing follows the model's pretrained config: resize the shorter side
 to ``input_size / crop_pct`` (bicubic, PIL), centre-crop ``input_size``,
@@ -32,7 +34,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -45,7 +46,7 @@ from fusionkit import DataError, WeightsUnavailableError
 log = logging.getLogger(__name__)
 
 __all__ = ["TimmTileEncoder", "EfficientNetLite0Encoder", "ProvGigaPathEncoder", "timm_status",
-           "load_images", "preprocess", "map_efficientnet_pytorch_keys"]
+           "load_images", "preprocess"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -54,9 +55,6 @@ EFFNET_LITE0_CFG = {"input_size": 224, "crop_pct": 0.875, "mean": (0.5, 0.5, 0.5
                     "interpolation": "bicubic"}
 GIGAPATH_CFG = {"input_size": 224, "crop_pct": 224 / 256, "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
                 "interpolation": "bicubic"}
-#: repeats per stage of EfficientNet-Lite0 (timm arch_def, depth multiplier 1.0)
-LITE0_STAGES = ((1, "ds", 3, 1, 1, 16), (2, "ir", 3, 2, 6, 24), (2, "ir", 5, 2, 6, 40), (3, "ir", 3, 2, 6, 80),
-                (3, "ir", 5, 1, 6, 112), (4, "ir", 5, 2, 6, 192), (1, "ir", 3, 1, 6, 320))
 
 TIMM_HINT = ("pip install --no-deps timm plus a torchvision built for your torch; on CPU-only torch there is "
              "no such torchvision on PyPI (docs/INSTALL_NOTES.md)")
@@ -202,203 +200,7 @@ def _resolve_device(device: str, ctx: Any) -> str:
     return dev
 
 
-# --------------------------------------------------------------------------- native modules (timm-compatible)
-
-@lru_cache(maxsize=1)
-def _native():
-    """Native torch modules with timm's parameter names and numerics."""
-    import torch
-    import torch.nn.functional as F
-    from torch import nn
-
-    def pad_same(x, k: int, s: int):
-        ih, iw = x.shape[-2:]
-        ph = max((math.ceil(ih / s) - 1) * s + k - ih, 0)
-        pw = max((math.ceil(iw / s) - 1) * s + k - iw, 0)
-        if ph or pw:
-            x = F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
-        return x
-
-    class ConvSame(nn.Conv2d):
-        """TF 'SAME' padding (timm Conv2dSame / static same padding)."""
-
-        def __init__(self, cin, cout, k, s=1, groups=1):
-            super().__init__(cin, cout, k, s, padding=0, groups=groups, bias=False)
-
-        def forward(self, x):
-            return F.conv2d(pad_same(x, self.kernel_size[0], self.stride[0]), self.weight, None,
-                            self.stride, 0, 1, self.groups)
-
-    def bn(c):
-        return nn.BatchNorm2d(c, eps=1e-3)
-
-    class DSBlock(nn.Module):
-        def __init__(self, cin, cout, k, s):
-            super().__init__()
-            self.conv_dw, self.bn1 = ConvSame(cin, cin, k, s, groups=cin), bn(cin)
-            self.conv_pw, self.bn2 = ConvSame(cin, cout, 1), bn(cout)
-            self.has_skip = s == 1 and cin == cout
-
-        def forward(self, x):
-            y = F.relu6(self.bn1(self.conv_dw(x)))
-            y = self.bn2(self.conv_pw(y))
-            return x + y if self.has_skip else y
-
-    class IRBlock(nn.Module):
-        def __init__(self, cin, cout, k, s, e):
-            super().__init__()
-            mid = cin * e
-            self.conv_pw, self.bn1 = ConvSame(cin, mid, 1), bn(mid)
-            self.conv_dw, self.bn2 = ConvSame(mid, mid, k, s, groups=mid), bn(mid)
-            self.conv_pwl, self.bn3 = ConvSame(mid, cout, 1), bn(cout)
-            self.has_skip = s == 1 and cin == cout
-
-        def forward(self, x):
-            y = F.relu6(self.bn1(self.conv_pw(x)))
-            y = F.relu6(self.bn2(self.conv_dw(y)))
-            y = self.bn3(self.conv_pwl(y))
-            return x + y if self.has_skip else y
-
-    class EfficientNetLite0(nn.Module):
-        """tf_efficientnet_lite0 (timm names): stem 32, 7 stages, head 1280, ReLU6, no SE."""
-
-        num_features = 1280
-
-        def __init__(self):
-            super().__init__()
-            self.conv_stem, self.bn1 = ConvSame(3, 32, 3, 2), bn(32)
-            stages, cin = [], 32
-            for repeats, kind, k, s, e, cout in LITE0_STAGES:
-                blocks = []
-                for r in range(repeats):
-                    stride = s if r == 0 else 1
-                    blocks.append(DSBlock(cin, cout, k, stride) if kind == "ds" else IRBlock(cin, cout, k, stride, e))
-                    cin = cout
-                stages.append(nn.Sequential(*blocks))
-            self.blocks = nn.Sequential(*stages)
-            self.conv_head, self.bn2 = ConvSame(cin, 1280, 1), bn(1280)
-
-        def forward(self, x):
-            x = F.relu6(self.bn1(self.conv_stem(x)))
-            x = self.blocks(x)
-            x = F.relu6(self.bn2(self.conv_head(x)))
-            return x.mean(dim=(2, 3))
-
-    class PatchEmbed(nn.Module):
-        def __init__(self, patch, dim):
-            super().__init__()
-            self.proj = nn.Conv2d(3, dim, patch, patch)
-
-        def forward(self, x):
-            return self.proj(x).flatten(2).transpose(1, 2)
-
-    class LayerScale(nn.Module):
-        def __init__(self, dim, init):
-            super().__init__()
-            self.gamma = nn.Parameter(init * torch.ones(dim))
-
-        def forward(self, x):
-            return x * self.gamma
-
-    class Attention(nn.Module):
-        def __init__(self, dim, heads):
-            super().__init__()
-            self.heads = heads
-            self.qkv = nn.Linear(dim, dim * 3)
-            self.proj = nn.Linear(dim, dim)
-
-        def forward(self, x):
-            b, n, c = x.shape
-            qkv = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
-            x = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
-            return self.proj(x.transpose(1, 2).reshape(b, n, c))
-
-    class SwiGLUPacked(nn.Module):
-        def __init__(self, dim, hidden):
-            super().__init__()
-            self.fc1 = nn.Linear(dim, hidden)
-            self.fc2 = nn.Linear(hidden // 2, dim)
-
-        def forward(self, x):
-            x1, x2 = self.fc1(x).chunk(2, dim=-1)
-            return self.fc2(F.silu(x1) * x2)
-
-    class Block(nn.Module):
-        def __init__(self, dim, heads, hidden, init_values):
-            super().__init__()
-            self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-            self.attn = Attention(dim, heads)
-            self.ls1 = LayerScale(dim, init_values)
-            self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-            self.mlp = SwiGLUPacked(dim, hidden)
-            self.ls2 = LayerScale(dim, init_values)
-
-        def forward(self, x):
-            x = x + self.ls1(self.attn(self.norm1(x)))
-            return x + self.ls2(self.mlp(self.norm2(x)))
-
-    class GigaPathViT(nn.Module):
-        """timm vit_giant_patch14_dinov2 as Prov-GigaPath configures it; output = class token after norm."""
-
-        def __init__(self, img_size=224, patch_size=16, embed_dim=1536, depth=40, num_heads=24,
-                     mlp_ratio=5.33334, init_values=1e-5):
-            super().__init__()
-            self.num_features = embed_dim
-            n_patches = (img_size // patch_size) ** 2
-            self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
-            self.pos_embed = nn.Parameter(torch.randn(1, n_patches + 1, embed_dim) * 0.02)
-            self.patch_embed = PatchEmbed(patch_size, embed_dim)
-            hidden = int(embed_dim * mlp_ratio)
-            self.blocks = nn.Sequential(*[Block(embed_dim, num_heads, hidden, init_values) for _ in range(depth)])
-            self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
-
-        def forward(self, x):
-            x = self.patch_embed(x)
-            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
-            x = self.norm(self.blocks(x))
-            return x[:, 0]
-
-    return {"EfficientNetLite0": EfficientNetLite0, "GigaPathViT": GigaPathViT}
-
-
-# --------------------------------------------------------------------------- efficientnet key map
-
-def map_efficientnet_pytorch_keys(sd: dict[str, Any], drop_classifier: bool = True) -> dict[str, Any]:
-    """Map EfficientNet-PyTorch (lukemelas) keys of EfficientNet-Lite0 onto timm's tf_efficientnet_lite0 names.
-
-    Every source key is either mapped or (the ImageNet classifier ``_fc``,
-    when ``drop_classifier``) dropped on purpose; anything else raises.
-    """
-    flat = []  # flat block index -> (stage, index in stage, kind)
-    for s, (repeats, kind, *_rest) in enumerate(LITE0_STAGES):
-        flat += [(s, i, kind) for i in range(repeats)]
-    top = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
-    ds = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
-    ir = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
-          "_project_conv": "conv_pwl", "_bn2": "bn3"}
-    out: dict[str, Any] = {}
-    unknown = []
-    for key, value in sd.items():
-        parts = key.split(".")
-        if parts[0] == "_blocks" and len(parts) == 4 and parts[1].isdigit() and int(parts[1]) < len(flat):
-            stage, idx, kind = flat[int(parts[1])]
-            name = (ds if kind == "ds" else ir).get(parts[2])
-            if name is None:
-                unknown.append(key)
-                continue
-            out[f"blocks.{stage}.{idx}.{name}.{parts[3]}"] = value
-        elif parts[0] in top and len(parts) == 2:
-            if parts[0] == "_fc" and drop_classifier:
-                continue
-            out[f"{top[parts[0]]}.{parts[1]}"] = value
-        else:
-            unknown.append(key)
-    if unknown:
-        raise DataError(f"efficientnet-lite0: {len(unknown)} checkpoint keys have no timm counterpart: "
-                        f"{', '.join(unknown[:5])}", hint="the checkpoint is not EfficientNet-Lite0 "
-                                                          "in EfficientNet-PyTorch layout")
-    return out
-
+# --------------------------------------------------------------------------- packaged weights
 
 def _packaged_lite0_path() -> Path:
     try:
@@ -545,17 +347,14 @@ class EfficientNetLite0Encoder(_TileEncoder):
         return 1280
 
     def _build(self) -> tuple[Any, dict[str, Any]]:
-        use_timm = _use_timm(self.backend, "efficientnet-lite0")
-        if use_timm:
-            import timm
+        from fusionkit_plugins.encoders import tile_networks
 
-            model = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=0)
-        else:
-            model = _native()["EfficientNetLite0"]()
+        use_timm = _use_timm(self.backend, "efficientnet-lite0")
+        model = tile_networks.build_network("efficientnet-lite0", "timm" if use_timm else "native")
         path = _packaged_lite0_path() if self.weights in ("package", "", None) else Path(self.weights)
         sd = _read_checkpoint(path, "efficientnet-lite0")
         if any(k.startswith("_blocks.") for k in sd):
-            sd = map_efficientnet_pytorch_keys(sd)
+            sd = tile_networks.map_efficientnet_pytorch_keys(sd)
         else:
             sd = {k: v for k, v in sd.items() if not k.startswith("classifier.")}
         _load_strict(model, sd, "efficientnet-lite0", str(path))
@@ -623,12 +422,10 @@ class ProvGigaPathEncoder(_TileEncoder):
 
     def build_architecture(self, backend: str | None = None) -> Any:
         """The untrained architecture (timm or native), for tests and for writing checkpoints."""
-        if _use_timm(backend or self.backend, "prov-gigapath"):
-            import timm
+        from fusionkit_plugins.encoders import tile_networks
 
-            return timm.create_model("vit_giant_patch14_dinov2", pretrained=False, num_classes=0,
-                                     **self.arch_kwargs())
-        return _native()["GigaPathViT"](**self.arch_kwargs())
+        use_timm = _use_timm(backend or self.backend, "prov-gigapath")
+        return tile_networks.build_network("prov-gigapath", "timm" if use_timm else "native", **self.arch_kwargs())
 
     def _hub_state_dict(self) -> tuple[dict[str, Any], str]:
         repo = str(self.hub_id)

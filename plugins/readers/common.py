@@ -1,6 +1,8 @@
-"""Helpers shared by the built-in readers: paths, ids, table loading, fingerprints.
+"""Helpers shared by the built-in readers (registers nothing): TCGA ids, paths, table
+loading, input fingerprints, label tables and availability notes.
 
-Nothing here registers components; :mod:`fusionkit_plugins.readers.tcga` does.
+Each reader module registers its own components (``rna.py``: ``rna-table``,
+``gdc-star-counts``; ``maf.py``: ``maf``; ``text.py``: ``report-text``; ...).
 """
 
 from __future__ import annotations

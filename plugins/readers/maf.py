@@ -1,4 +1,4 @@
-"""MAF reader (``maf``): somatic mutations -> patient x gene one-hot matrix + TMB labels.
+"""MAF reader; registers ``maf``: somatic mutations -> patient x gene one-hot matrix + TMB labels.
 
 Default filter (maftools' "non-silent" definition): keep the variant classes
 Frame_Shift_Del, Frame_Shift_Ins, In_Frame_Del, In_Frame_Ins, Missense_Mutation,
@@ -23,8 +23,8 @@ from fusionkit import hookimpl
 from fusionkit import ModalityData, RawDataset, Reader
 from fusionkit import DataError
 
-from fusionkit_plugins.readers.common import (availability_note, barcodes12, fingerprint, labels_from_items, pick_column,
-                             read_table, resolve_paths)
+from fusionkit_plugins.readers.common import (availability_note, barcodes12, fingerprint, labels_from_items,
+                                              pick_column, resolve_paths)
 
 NON_SILENT = ("Frame_Shift_Del", "Frame_Shift_Ins", "In_Frame_Del", "In_Frame_Ins", "Missense_Mutation",
               "Nonsense_Mutation", "Nonstop_Mutation", "Splice_Site", "Translation_Start_Site")
@@ -106,6 +106,22 @@ class MafReader(Reader):
         rows = pd.concat(frames, ignore_index=True)
         return rows, notes
 
+    def _select_genes(self, kept: Any, n_patients: int) -> list[str]:
+        """Sorted genes passing ``genes``, ``min_gene_frequency`` and ``max_genes`` (most frequent first)."""
+        freq = kept.groupby("gene")["patient_id"].nunique().sort_values(ascending=False, kind="stable")
+        if self.genes is not None:
+            freq = freq[freq.index.isin([str(g) for g in self.genes])]
+        if self.min_gene_frequency and self.min_gene_frequency > 0:
+            freq = freq[freq >= self.min_gene_frequency * n_patients]
+        if self.max_genes is not None:
+            freq = freq.iloc[: int(self.max_genes)]
+        genes = sorted(str(g) for g in freq.index)
+        if not genes:
+            raise DataError(f"no gene passes the filters (min_gene_frequency={self.min_gene_frequency}, "
+                            f"{n_patients} patients)", where="min_gene_frequency",
+                            hint="lower min_gene_frequency or check variant_classes")
+        return genes
+
     def read(self, ctx: Any = None) -> RawDataset:
         import pandas as pd
 
@@ -128,19 +144,7 @@ class MafReader(Reader):
         n_genes_per = kept.groupby("patient_id")["gene"].nunique()
         counts = {p: int(n_genes_per.get(p, 0)) for p in patients}
         tmb, tmb_class = tmb_labels(counts, self.tmb_divisor, self.tmb_threshold)
-        # gene selection
-        freq = kept.groupby("gene")["patient_id"].nunique().sort_values(ascending=False, kind="stable")
-        if self.genes is not None:
-            freq = freq[freq.index.isin([str(g) for g in self.genes])]
-        if self.min_gene_frequency and self.min_gene_frequency > 0:
-            freq = freq[freq >= self.min_gene_frequency * len(patients)]
-        if self.max_genes is not None:
-            freq = freq.iloc[: int(self.max_genes)]
-        genes = sorted(str(g) for g in freq.index)
-        if not genes:
-            raise DataError(f"no gene passes the filters (min_gene_frequency={self.min_gene_frequency}, "
-                            f"{len(patients)} patients)", where="min_gene_frequency",
-                            hint="lower min_gene_frequency or check variant_classes")
+        genes = self._select_genes(kept, len(patients))
         gpos = {g: i for i, g in enumerate(genes)}
         ppos = {p: i for i, p in enumerate(patients)}
         sub = kept[kept["gene"].isin(gpos) & kept["patient_id"].isin(ppos)]

@@ -1,6 +1,7 @@
-"""Import embeddings a user already has, so a study can start from them.
+"""Precomputed-embedding reader; registers ``precomputed``: import embeddings a user
+already has, so a study can start from them.
 
-Reader ``precomputed`` reads, per modality:
+It reads, per modality:
   * ``.npy`` (float (n, d)) plus an id table (CSV/TSV with ``patient_id`` and
     optional ``item_id`` and label columns such as ``cancer_type``);
   * ``.parquet``/``.csv`` with a ``patient_id`` column and either an
@@ -8,8 +9,8 @@ Reader ``precomputed`` reads, per modality:
   * HDF5 in the layout of the paper authors' published data: one file per
     cancer set, a group per modality holding ``embeddings`` (float32),
     ``cancer`` and ``submitter_id``.
-Encoder ``identity`` passes such vectors through unchanged (its width is
-read from the data).
+The ``identity`` encoder (``encoders/identity.py``) passes such vectors
+through unchanged (its width is read from the data).
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from typing import Any
 import numpy as np
 
 from fusionkit import hookimpl
-from fusionkit import Encoder, ModalityData, RawDataset, Reader
+from fusionkit import ModalityData, RawDataset, Reader
 from fusionkit import DataError
+
+from fusionkit_plugins.readers.common import read_table
 
 PATIENT_LEN = 12
 
@@ -31,16 +34,6 @@ def _patient(x: Any) -> str:
     return s[:PATIENT_LEN] if s.startswith("TCGA-") else s
 
 
-def _read_table(path: Path) -> Any:
-    import pandas as pd
-
-    suffixes = "".join(path.suffixes).lower()
-    if suffixes.endswith(".parquet"):
-        return pd.read_parquet(path)
-    sep = "\t" if ".tsv" in suffixes or ".txt" in suffixes else ","
-    return pd.read_csv(path, sep=sep)
-
-
 def _from_npy(modality: str, path: Path, ids: Path | None, id_column: str) -> ModalityData:
     X = np.load(path, mmap_mode="r")
     if X.ndim != 2:
@@ -48,7 +41,7 @@ def _from_npy(modality: str, path: Path, ids: Path | None, id_column: str) -> Mo
     if ids is None:
         raise DataError("a .npy file needs an id table (ids: file with a patient_id column)", where=str(path),
                         hint="give inputs.<modality>.ids: path/to/ids.csv with one row per embedding")
-    table = _read_table(ids)
+    table = read_table(str(ids))
     if id_column not in table.columns:
         raise DataError(f"id table has no column {id_column!r} (columns: {', '.join(map(str, table.columns))})",
                         where=str(ids), hint="set id_column to the column holding patient ids")
@@ -59,7 +52,7 @@ def _from_npy(modality: str, path: Path, ids: Path | None, id_column: str) -> Mo
 
 
 def _from_table(modality: str, path: Path, id_column: str, prefix: str | None) -> ModalityData:
-    table = _read_table(path)
+    table = read_table(str(path))
     if id_column not in table.columns:
         raise DataError(f"no column {id_column!r} (columns: {', '.join(map(str, table.columns[:20]))})",
                         where=str(path), hint="set id_column")

@@ -237,15 +237,38 @@ class RnaTableReader(Reader):
     def read(self, ctx: Any = None) -> RawDataset:
         notes: list[str] = []
         sources = [self._source(g, notes) for g in self._groups()]
+        strategy, join, same = self._strategy(sources)
+        if strategy == "per-source-scale":
+            for s in sources:
+                s.X = _zscore(s.X)
+        genes = _joined_genes(sources, join)
+        fill = self._fill_value(strategy, join, same)
+        X, pid, cancer, srcs = _stack(sources, genes)
+        if np.isnan(X).any():
+            X = _fill_missing(X, fill, f"{strategy}: {len(genes)} genes", notes)
+        elif len(sources) > 1:
+            notes.append(f"{strategy}: {len(genes)} genes across {len(sources)} tables")
+        X, pid, cancer, srcs = self._select_rows(X, pid, cancer, srcs, notes)
+        cmap = load_cancer_map(self.labels_file)
+        if cmap:
+            cancer = np.array([c if c not in (None, "None", "nan") else cmap.get(p) for p, c in zip(pid, cancer)],
+                              dtype=object)
+        if self.zscore:
+            X = _zscore(X)
+        source = f"rna-table: {', '.join(s.name for s in sources)} (combine={strategy})"
+        return self._dataset(X, pid, cancer, srcs, genes, source, notes)
+
+    def _strategy(self, sources: list[_Source]) -> tuple[str, str, bool]:
+        """(combine strategy, gene join, whether every source has the same genes); raises on a bad choice."""
         if self.combine is not None and self.combine not in COMBINE:
             raise DataError(f"unknown combine strategy {self.combine!r}", where="combine",
                             hint=f"one of: {', '.join(COMBINE)}")
-        gene_sets = [tuple(s.genes) for s in sources]
-        same = all(set(g) == set(gene_sets[0]) for g in gene_sets)
+        gene_sets = [set(s.genes) for s in sources]
+        same = all(g == gene_sets[0] for g in gene_sets)
         strategy = self.combine
         if strategy is None:
             if not same:
-                shared = set(gene_sets[0]).intersection(*map(set, gene_sets[1:]))
+                shared = gene_sets[0].intersection(*gene_sets[1:])
                 sizes = ", ".join(f"{s.name}: {len(s.genes)}" for s in sources)
                 raise DataError(f"RNA tables have different gene sets ({sizes}; {len(shared)} shared)",
                                 where="combine",
@@ -255,84 +278,40 @@ class RnaTableReader(Reader):
         join = self.join if strategy == "per-source-scale" else strategy
         if join not in ("shared", "union"):
             raise DataError(f"join must be 'union' or 'shared', got {self.join!r}", where="join")
-        if strategy == "per-source-scale":
-            for s in sources:
-                s.X = _zscore(s.X)
-        if join == "shared":
-            keep = set(gene_sets[0]).intersection(*map(set, gene_sets[1:]))
-            genes = [g for g in sources[0].genes if g in keep]
-            if not genes:
-                raise DataError("the RNA tables share no gene", where="combine",
-                                hint="use combine: union or per-source-scale with join: union")
-        else:
-            genes, seen = [], set()
-            for s in sources:
-                for g in s.genes:
-                    if g not in seen:
-                        seen.add(g)
-                        genes.append(g)
-        gpos = {g: i for i, g in enumerate(genes)}
-        fill = self.fill
-        if not same and join == "union" and fill is None:
+        return strategy, join, same
+
+    def _fill_value(self, strategy: str, join: str, same: bool) -> Any:
+        """The fill for genes a source lacks; ``union`` of different gene sets needs one."""
+        if not same and join == "union" and self.fill is None:
             if strategy == "per-source-scale":
-                fill = 0.0
-            else:
-                raise DataError("combine: union needs an explicit fill for genes a table lacks", where="fill",
-                                hint="set fill: 0 or fill: mean (or use combine: per-source-scale)")
-        n = sum(len(s.ids) for s in sources)
-        X = np.full((n, len(genes)), np.nan, dtype=np.float32)
-        ids, cancers, src_names = [], [], []
-        r = 0
-        for s in sources:
-            cols = [j for j, g in enumerate(s.genes) if g in gpos]
-            X[r:r + len(s.ids), [gpos[s.genes[j]] for j in cols]] = s.X[:, cols]
-            ids.append(s.ids)
-            cancers.append(s.cancer if s.cancer is not None else np.full(len(s.ids), None, dtype=object))
-            src_names.append(np.full(len(s.ids), s.name, dtype=object))
-            r += len(s.ids)
-        pid = np.concatenate(ids)
-        cancer = np.concatenate(cancers)
-        srcs = np.concatenate(src_names)
-        missing = np.isnan(X)
-        if missing.any():
-            if isinstance(fill, str) and fill == "mean":
-                mu = np.nanmean(X, axis=0)
-                X = np.where(missing, np.where(np.isfinite(mu), mu, 0.0)[None, :], X)
-            else:
-                try:
-                    value = float(fill)
-                except (TypeError, ValueError) as exc:
-                    raise DataError(f"fill must be a number or 'mean', got {fill!r}", where="fill") from exc
-                X = np.where(missing, value, X)
-            notes.append(f"{strategy}: {len(genes)} genes; {missing.mean():.1%} of values filled with {fill!r} "
-                         "(genes a source lacks)")
-        elif len(sources) > 1:
-            notes.append(f"{strategy}: {len(genes)} genes across {len(sources)} tables")
-        # duplicate patients across sources: keep the first
+                return 0.0
+            raise DataError("combine: union needs an explicit fill for genes a table lacks", where="fill",
+                            hint="set fill: 0 or fill: mean (or use combine: per-source-scale)")
+        return self.fill
+
+    def _select_rows(self, X: np.ndarray, pid: np.ndarray, cancer: np.ndarray, srcs: np.ndarray,
+                     notes: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The first row of a patient found in several sources, then only the wanted ``patients``."""
         _, first = np.unique(pid, return_index=True)
         if len(first) != len(pid):
             keep = np.sort(first)
-            dups = len(pid) - len(keep)
-            notes.append(f"{dups} patients appear in more than one table; kept their first row "
+            notes.append(f"{len(pid) - len(keep)} patients appear in more than one table; kept their first row "
                          "(list same-patient tables as one nested entry of paths to join them instead)")
             X, pid, cancer, srcs = X[keep], pid[keep], cancer[keep], srcs[keep]
         if self.patients is not None:
             wanted = set(str(p) for p in self.patients)
             keep = np.array([p in wanted for p in pid], dtype=bool)
             X, pid, cancer, srcs = X[keep], pid[keep], cancer[keep], srcs[keep]
-        cmap = load_cancer_map(self.labels_file)
-        if cmap:
-            cancer = np.array([c if c not in (None, "None", "nan") else cmap.get(p) for p, c in zip(pid, cancer)],
-                              dtype=object)
-        if self.zscore:
-            X = _zscore(X)
+        return X, pid, cancer, srcs
+
+    def _dataset(self, X: np.ndarray, pid: np.ndarray, cancer: np.ndarray, srcs: np.ndarray, genes: list[str],
+                 source: str, notes: list[str]) -> RawDataset:
         labels = {"source_table": srcs.astype(str)}
         if any(c is not None for c in cancer):
             labels["cancer_type"] = np.array(["" if c is None else str(c) for c in cancer])
         data = ModalityData(
             modality=self.modality, kind="matrix", patient_ids=pid, item_ids=pid, data=X.astype(np.float32),
-            feature_names=genes, labels=labels,
-            source=f"rna-table: {', '.join(s.name for s in sources)} (combine={strategy})",
+            feature_names=genes, labels=labels, source=source,
             fingerprint=fingerprint(self.fingerprint_inputs(), self.get_params()),
         )
         out = RawDataset(modalities={self.modality: data}, notes=notes)
@@ -340,6 +319,50 @@ class RnaTableReader(Reader):
             out.labels["cancer_type"] = labels_from_items(pid, labels["cancer_type"])
             notes.append(availability_note(self.modality, pid, out.labels["cancer_type"]))
         return out
+
+
+def _joined_genes(sources: list[_Source], join: str) -> list[str]:
+    """The genes kept: shared by every source (in the first source's order) or their ordered union."""
+    if join == "shared":
+        keep = set(sources[0].genes).intersection(*(set(s.genes) for s in sources[1:]))
+        genes = [g for g in sources[0].genes if g in keep]
+        if not genes:
+            raise DataError("the RNA tables share no gene", where="combine",
+                            hint="use combine: union or per-source-scale with join: union")
+        return genes
+    return list(dict.fromkeys(g for s in sources for g in s.genes))
+
+
+def _stack(sources: list[_Source], genes: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Rows of every source on the common gene axis (NaN where a source lacks a gene); ids, cancers, sources."""
+    gpos = {g: i for i, g in enumerate(genes)}
+    X = np.full((sum(len(s.ids) for s in sources), len(genes)), np.nan, dtype=np.float32)
+    r = 0
+    for s in sources:
+        cols = [j for j, g in enumerate(s.genes) if g in gpos]
+        X[r:r + len(s.ids), [gpos[s.genes[j]] for j in cols]] = s.X[:, cols]
+        r += len(s.ids)
+    pid = np.concatenate([s.ids for s in sources])
+    cancer = np.concatenate([s.cancer if s.cancer is not None else np.full(len(s.ids), None, dtype=object)
+                             for s in sources])
+    srcs = np.concatenate([np.full(len(s.ids), s.name, dtype=object) for s in sources])
+    return X, pid, cancer, srcs
+
+
+def _fill_missing(X: np.ndarray, fill: Any, what: str, notes: list[str]) -> np.ndarray:
+    """Fill NaNs (genes a source lacks) with a number or the gene's mean (``"mean"``)."""
+    missing = np.isnan(X)
+    if isinstance(fill, str) and fill == "mean":
+        mu = np.nanmean(X, axis=0)
+        X = np.where(missing, np.where(np.isfinite(mu), mu, 0.0)[None, :], X)
+    else:
+        try:
+            value = float(fill)
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"fill must be a number or 'mean', got {fill!r}", where="fill") from exc
+        X = np.where(missing, value, X)
+    notes.append(f"{what}; {missing.mean():.1%} of values filled with {fill!r} (genes a source lacks)")
+    return X
 
 
 # --------------------------------------------------------------------------- GDC STAR counts
@@ -391,20 +414,38 @@ class GdcStarCountsReader(Reader):
     def fingerprint_inputs(self) -> list[str]:
         return [self.folder, self._sheet_path()]
 
-    def read(self, ctx: Any = None) -> RawDataset:
-        import pandas as pd
-
-        if self.value not in STAR_VALUES:
-            raise DataError(f"unknown value column {self.value!r}", where="value", hint=f"one of {STAR_VALUES}")
+    def _sheet(self) -> Any:
+        """The sample sheet (a DataFrame), restricted to ``sample_types``."""
         sheet_path = self._sheet_path()
         sheet = read_table(sheet_path, sep="\t")
-        need = ("File Name", "Case ID")
-        missing = [c for c in need if c not in sheet.columns]
+        missing = [c for c in ("File Name", "Case ID") if c not in sheet.columns]
         if missing:
             raise DataError(f"sample sheet lacks columns {missing} (columns: {list(sheet.columns)})",
                             where=sheet_path, hint="use the GDC 'Sample Sheet' download of the same cart")
         if self.sample_types is not None and "Sample Type" in sheet.columns:
             sheet = sheet[sheet["Sample Type"].astype(str).str.split(",").str[0].str.strip().isin(self.sample_types)]
+        return sheet
+
+    def _counts(self, path: str) -> Any:
+        """One STAR file's ``value`` column summed per gene key (a pandas Series indexed by gene)."""
+        import pandas as pd
+
+        df = pd.read_csv(path, sep="\t", comment="#")
+        if self.value not in df.columns or self.gene_key not in df.columns:
+            raise DataError(f"not a STAR gene-count file: columns {list(df.columns)}", where=path,
+                            hint=f"expected gene_id, gene_name, gene_type and {self.value}")
+        df = df[~df["gene_id"].astype(str).str.startswith("N_")]
+        if self.gene_types is not None and "gene_type" in df.columns:
+            df = df[df["gene_type"].isin(self.gene_types)]
+        key = df[self.gene_key].astype(str)
+        if self.gene_key == "gene_id":
+            key = key.str.replace(r"\.\d+$", "", regex=True)
+        return pd.to_numeric(df[self.value], errors="coerce").groupby(key.to_numpy()).sum()
+
+    def read(self, ctx: Any = None) -> RawDataset:
+        if self.value not in STAR_VALUES:
+            raise DataError(f"unknown value column {self.value!r}", where="value", hint=f"one of {STAR_VALUES}")
+        sheet = self._sheet()
         files: dict[str, str] = {}
         for dirpath, _dirs, names in os.walk(self.folder):
             for name in names:
@@ -414,8 +455,7 @@ class GdcStarCountsReader(Reader):
         seen: set[str] = set()
         n_missing = 0
         for _, row in sheet.iterrows():
-            case = str(row["Case ID"]).split(",")[0].strip()
-            pid = barcodes12([case])[0]
+            pid = barcodes12([str(row["Case ID"]).split(",")[0].strip()])[0]
             if pid in seen:
                 notes.append(f"{pid}: more than one sample, kept the first ({row['File Name']} skipped)")
                 continue
@@ -423,19 +463,8 @@ class GdcStarCountsReader(Reader):
             if path is None:
                 n_missing += 1
                 continue
-            df = pd.read_csv(path, sep="\t", comment="#")
-            if self.value not in df.columns or self.gene_key not in df.columns:
-                raise DataError(f"not a STAR gene-count file: columns {list(df.columns)}", where=path,
-                                hint=f"expected gene_id, gene_name, gene_type and {self.value}")
-            df = df[~df["gene_id"].astype(str).str.startswith("N_")]
-            if self.gene_types is not None and "gene_type" in df.columns:
-                df = df[df["gene_type"].isin(self.gene_types)]
-            key = df[self.gene_key].astype(str)
-            if self.gene_key == "gene_id":
-                key = key.str.replace(r"\.\d+$", "", regex=True)
-            s = pd.to_numeric(df[self.value], errors="coerce").groupby(key.to_numpy()).sum()
-            if genes_ref is None:
-                genes_ref = s.index
+            s = self._counts(path)
+            genes_ref = s.index if genes_ref is None else genes_ref
             vectors.append(s.reindex(genes_ref).to_numpy(dtype=np.float32))
             ids.append(pid)
             seen.add(pid)
@@ -446,14 +475,16 @@ class GdcStarCountsReader(Reader):
         if not vectors:
             raise DataError("no STAR count file of the sample sheet was found in the folder", where=self.folder,
                             hint="the folder must hold the files named in the sample sheet's 'File Name' column")
-        X = np.vstack(vectors)
+        return self._dataset(np.vstack(vectors), np.array(ids), cancers, [str(g) for g in genes_ref], notes)
+
+    def _dataset(self, X: np.ndarray, pid: np.ndarray, cancers: list[str], genes: list[str],
+                 notes: list[str]) -> RawDataset:
         X = np.where(np.isfinite(X), X, 0.0)
         if self.log1p:
             X = np.log1p(np.clip(X, 0, None))
-        pid = np.array(ids)
         labels = {"cancer_type": np.array(cancers)} if any(cancers) else {}
         data = ModalityData(modality=self.modality, kind="matrix", patient_ids=pid, item_ids=pid,
-                            data=X.astype(np.float32), feature_names=[str(g) for g in genes_ref],
+                            data=X.astype(np.float32), feature_names=genes,
                             labels=labels, source=f"gdc-star-counts: {self.folder} ({self.value})",
                             fingerprint=fingerprint(self.fingerprint_inputs(), self.get_params()))
         out = RawDataset(modalities={self.modality: data}, notes=notes)

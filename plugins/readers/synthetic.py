@@ -1,4 +1,4 @@
-"""Embedded demo cohort ``synthetic-tcga``: raw inputs for all four modalities, generated
+"""Demo-cohort reader; registers ``synthetic-tcga``: raw inputs for all four modalities, generated
 deterministically from ``seed`` (no file needed; < 10 s for the default size).
 
 Patients and labels
@@ -43,7 +43,10 @@ from fusionkit import hookimpl
 from fusionkit import ModalityData, RawDataset, Reader
 from fusionkit import DataError
 
-CANCERS = ("BRCA", "BLCA", "COAD", "STAD", "THCA", "LUAD")
+from fusionkit_plugins.readers.common import SIX_CANCERS, fingerprint
+from fusionkit_plugins.readers.maf import tmb_labels
+
+CANCERS = SIX_CANCERS
 #: cohort proportions of ../shared/data/tcga/patients.csv
 PROPORTIONS = np.array([831, 300, 338, 346, 371, 408], dtype=float)
 SUBTYPES = {
@@ -377,9 +380,6 @@ class SyntheticTcgaReader(Reader):
             raise DataError("min/max tiles and sentences must satisfy 0 <= min <= max", where="synthetic-tcga")
         pid, cancer, subtype, cancers = self._cohort()
         avail = self._availability(len(pid))
-        from fusionkit_plugins.readers.common import fingerprint
-        from fusionkit_plugins.readers.maf import tmb_labels
-
         fp = fingerprint([], {"reader": "synthetic-tcga", **self.get_params()})
         mods: dict[str, ModalityData] = {}
         X, genes = self._rna(cancer, subtype, cancers)

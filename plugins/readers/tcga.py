@@ -1,15 +1,12 @@
-"""Built-in data readers (raw inputs -> :class:`~fusionkit.components.RawDataset`).
+"""TCGA readers; registers ``tcga-labels`` and ``tcga-folder``.
 
 ==================== ========================================================================
-``rna-table``        patients x genes tables, explicit ``combine`` for differing gene sets
-``gdc-star-counts``  a GDC download folder of STAR gene-count TSVs + the GDC sample sheet
-``maf``              MAF files -> patient x gene one-hot matrix, ``tmb`` / ``tmb_class`` labels
-``report-text``      pathology reports (CSV/JSONL, .txt/.pdf folder) -> OCR-cleaned sentences
-``clinical-sentences`` structured clinical fields rendered as (clearly derived) sentences
-``tiles``            a folder of H&E tiles (index CSV or ids in file names)
-``wsi``              whole-slide images cut into 256x256 tiles (openslide / tiffslide)
 ``tcga-labels``      cancer type, PanCanAtlas subtype and TMB class joined on the 12-char barcode
-``tcga-folder``      everything above for a folder laid out like ``../shared/data/tcga``
+``tcga-folder``      every modality and label of a folder laid out like ``../shared/data/tcga``,
+                     by delegating to the readers of the other modules: ``rna-table``
+                     (``readers/rna.py``), ``maf`` (``readers/maf.py``), ``report-text``
+                     (``readers/text.py``), ``tiles`` (``readers/image.py``) and
+                     ``clinical-sentences`` (``readers/clinical.py``)
 ==================== ========================================================================
 
 Patient key everywhere: the 12-character barcode ``TCGA-XX-XXXX``. See docs/DATA.md.
@@ -28,12 +25,13 @@ from fusionkit import hookimpl
 from fusionkit import ModalityData, RawDataset, Reader
 from fusionkit import DataError
 
-from fusionkit_plugins.readers.common import (SIX_CANCERS, availability_note, barcodes12, fingerprint, load_cancer_map,
-                             pick_column, read_table, resolve_paths)
-from fusionkit_plugins.readers.image import TilesReader, WsiReader, tile_grid, white_fraction  # noqa: F401 (re-export)
-from fusionkit_plugins.readers.maf import NON_SILENT, MafReader, tmb_labels  # noqa: F401
-from fusionkit_plugins.readers.rna import GdcStarCountsReader, RnaTableReader
-from fusionkit_plugins.readers.text import ClinicalSentencesReader, ReportTextReader, clean_ocr, split_sentences  # noqa: F401
+from fusionkit_plugins.readers.clinical import ClinicalSentencesReader
+from fusionkit_plugins.readers.common import (SIX_CANCERS, availability_note, barcodes12, load_cancer_map, pick_column,
+                                              read_table, resolve_paths)
+from fusionkit_plugins.readers.image import TilesReader
+from fusionkit_plugins.readers.maf import NON_SILENT, MafReader, tmb_labels
+from fusionkit_plugins.readers.rna import RnaTableReader
+from fusionkit_plugins.readers.text import ReportTextReader
 
 
 # --------------------------------------------------------------------------- tcga-labels
@@ -357,5 +355,4 @@ def register_readers(register):
     register("tcga-folder", TcgaFolderReader, modality="multi", tags=["tcga", "rna", "mutation", "text", "image"])
 
 
-__all__ = ["RnaTableReader", "GdcStarCountsReader", "MafReader", "ReportTextReader", "ClinicalSentencesReader",
-           "TilesReader", "WsiReader", "TcgaLabelsReader", "TcgaFolderReader", "fingerprint", "SIX_CANCERS"]
+__all__ = ["TcgaLabelsReader", "TcgaFolderReader"]

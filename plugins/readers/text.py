@@ -1,5 +1,6 @@
-"""Text readers: pathology reports (``report-text``) and structured clinical fields
-rendered as sentences (``clinical-sentences``).
+"""Report reader; registers ``report-text``: pathology reports (CSV/JSONL, a folder of
+.txt/.pdf) as OCR-cleaned sentences, one item per sentence. (Structured clinical
+fields rendered as sentences are ``clinical-sentences`` in ``readers/clinical.py``.)
 
 OCR clean-up (:func:`clean_ocr`) removes what the TCGA report PDFs' text layers
 are full of: ``--- Page n ---`` markers, UUIDs, TCGA barcodes (they identify the
@@ -215,32 +216,9 @@ class ReportTextReader(Reader):
     def _records(self) -> list[dict[str, Any]]:
         """One dict per report: patient_id, text, cancer_type, source."""
         path = resolve_paths(self.path, what="report input", param="path")[0]
-        recs: list[dict[str, Any]] = []
-        if os.path.isdir(path):
-            names = sorted(n for n in os.listdir(path) if not n.startswith("."))
-            for name in names:
-                full = os.path.join(path, name)
-                if os.path.isdir(full):
-                    continue
-                low = name.lower()
-                if low.endswith(".pdf"):
-                    text = pdf_text(full)
-                elif low.endswith((".txt", ".text")):
-                    with open(full, encoding="utf-8", errors="replace") as fh:
-                        text = fh.read()
-                else:
-                    continue
-                ids = find_barcodes(name) or find_barcodes(text)
-                if len(ids) != 1:
-                    raise DataError(f"cannot tell the patient of report {name!r} "
-                                    f"({'no' if not ids else len(ids)} TCGA barcodes in its name/text)",
-                                    where=full, hint="name report files after the patient barcode "
-                                                     "(TCGA-XX-XXXX...)")
-                recs.append({"patient_id": ids[0], "text": text, "cancer_type": None, "source": name})
-            if not recs:
-                raise DataError("no .txt or .pdf report in the folder", where=path,
-                                hint="put one report per file, named after the patient barcode")
-            return recs
+        return _folder_records(path) if os.path.isdir(path) else self._table_records(path)
+
+    def _table_records(self, path: str) -> list[dict[str, Any]]:
         low = path.lower()
         if low.endswith((".jsonl", ".jsonl.gz", ".ndjson")):
             import pandas as pd
@@ -261,18 +239,12 @@ class ReportTextReader(Reader):
         texts = df[tc].tolist()
         cancers = df[cc].astype(str).tolist() if cc else [None] * len(df)
         sources = df[sc].astype(str).tolist() if sc else [path] * len(df)
-        for pid, text, c, s in zip(ids, texts, cancers, sources):
-            recs.append({"patient_id": pid, "text": text if isinstance(text, str) else "", "cancer_type": c,
-                         "source": s})
-        return recs
+        return [{"patient_id": pid, "text": text if isinstance(text, str) else "", "cancer_type": c, "source": s}
+                for pid, text, c, s in zip(ids, texts, cancers, sources)]
 
-    def read(self, ctx: Any = None) -> RawDataset:
-        if self.duplicate_reports not in DUPLICATE_POLICIES:
-            raise DataError(f"unknown duplicate_reports {self.duplicate_reports!r}", where="duplicate_reports",
-                            hint=f"one of {DUPLICATE_POLICIES}")
-        recs = self._records()
+    def _by_patient(self, recs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+        """Reports grouped by patient (cancer filled from ``labels_file``, filtered by ``cancers``)."""
         cmap = load_cancer_map(self.labels_file)
-        notes: list[str] = []
         by_patient: dict[str, list[dict[str, Any]]] = {}
         for r in recs:
             if not r["cancer_type"] or r["cancer_type"] in ("nan", "None"):
@@ -280,32 +252,44 @@ class ReportTextReader(Reader):
             if self.cancers is not None and r["cancer_type"] not in set(self.cancers):
                 continue
             by_patient.setdefault(r["patient_id"], []).append(r)
-        n_dup = sum(len(v) > 1 for v in by_patient.values())
+        return by_patient
+
+    def _sentences(self, group: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str], int]:
+        """(reports kept by ``duplicate_reports``, their sentences, repeated sentences removed)."""
+        if len(group) > 1 and self.duplicate_reports != "keep-all":
+            group = [max(group, key=lambda r: len(r["text"] or ""))] if self.duplicate_reports == "longest" \
+                else group[:1]
+        sentences: list[str] = []
+        for r in group:
+            text = clean_ocr(r["text"]) if self.clean else (r["text"] or "")
+            sentences.extend(split_sentences(text, min_chars=self.min_sentence_chars,
+                                             min_alpha=self.min_alpha_fraction))
+        removed = 0
+        if self.dedup_sentences:
+            before = len(sentences)
+            sentences = dedup_sentences(sentences)
+            removed = before - len(sentences)
+        if self.max_sentences_per_patient is not None:
+            sentences = sentences[: int(self.max_sentences_per_patient)]
+        return group, sentences, removed
+
+    def read(self, ctx: Any = None) -> RawDataset:
+        if self.duplicate_reports not in DUPLICATE_POLICIES:
+            raise DataError(f"unknown duplicate_reports {self.duplicate_reports!r}", where="duplicate_reports",
+                            hint=f"one of {DUPLICATE_POLICIES}")
+        by_patient = self._by_patient(self._records())
+        notes: list[str] = []
         pids, items, texts, cancers, sources = [], [], [], [], []
         n_removed = 0
         for pid, group in by_patient.items():
-            if len(group) > 1 and self.duplicate_reports != "keep-all":
-                if self.duplicate_reports == "longest":
-                    group = [max(group, key=lambda r: len(r["text"] or ""))]
-                else:
-                    group = group[:1]
-            sentences: list[str] = []
-            for r in group:
-                text = clean_ocr(r["text"]) if self.clean else (r["text"] or "")
-                sentences.extend(split_sentences(text, min_chars=self.min_sentence_chars,
-                                                 min_alpha=self.min_alpha_fraction))
-            if self.dedup_sentences:
-                before = len(sentences)
-                sentences = dedup_sentences(sentences)
-                n_removed += before - len(sentences)
-            if self.max_sentences_per_patient is not None:
-                sentences = sentences[: int(self.max_sentences_per_patient)]
-            for j, s in enumerate(sentences):
-                pids.append(pid)
-                items.append(f"{pid}:s{j}")
-                texts.append(s)
-                cancers.append(group[0]["cancer_type"] or "")
-                sources.append(group[0]["source"])
+            group, sentences, removed = self._sentences(group)
+            n_removed += removed
+            pids += [pid] * len(sentences)
+            items += [f"{pid}:s{j}" for j in range(len(sentences))]
+            texts += sentences
+            cancers += [group[0]["cancer_type"] or ""] * len(sentences)
+            sources += [group[0]["source"]] * len(sentences)
+        n_dup = sum(len(v) > 1 for v in by_patient.values())
         if n_dup:
             notes.append(f"text: {n_dup} patients had more than one report; duplicate_reports="
                          f"{self.duplicate_reports}")
@@ -318,7 +302,10 @@ class ReportTextReader(Reader):
         if not pids:
             raise DataError("no usable sentence in any report", where=str(self.path),
                             hint="check text_column; lower min_sentence_chars / min_alpha_fraction")
-        pid_arr = np.array(pids)
+        return self._dataset(np.array(pids), items, texts, cancers, sources, notes)
+
+    def _dataset(self, pid_arr: np.ndarray, items: list[str], texts: list[str], cancers: list[str],
+                 sources: list[str], notes: list[str]) -> RawDataset:
         labels = {"report_source": np.array(sources)}
         if any(cancers):
             labels["cancer_type"] = np.array(cancers)
@@ -334,179 +321,36 @@ class ReportTextReader(Reader):
         return out
 
 
-# --------------------------------------------------------------------------- clinical-sentences
-
-#: fields that name the diagnosis, histology, organ or site (left out by exclude_diagnosis_fields)
-DIAGNOSIS_FIELDS = (
-    "histological_type", "histological_type_other", "tumor_tissue_site", "anatomic_neoplasm_subdivision",
-    "icd_o_3_histology", "icd_o_3_site", "icd_10", "blca_diagnosis_subtype", "thyroid_focus_type",
-    "thyroid_tumor_location", "location_in_lung_parenchyma", "breast_surgical_procedure",
-    "initial_pathologic_diagnosis_method", "cancer_type", "project", "disease", "diagnosis",
-    "primary_diagnosis", "tissue_or_organ_of_origin", "site_of_resection_or_biopsy", "morphology",
-)
-_DIAG_PATTERN = re.compile(r"histolog|icd_|diagnosis_(?:subtype|method)|primary_diagnosis|tissue_site|morpholog|"
-                           r"primary_site|organ_of_origin", re.IGNORECASE)
-# histological *grade* fields describe differentiation, not the diagnosis
-_NOT_DIAG = re.compile(r"grade", re.IGNORECASE)
-
-_LABELS = {
-    "age_at_diagnosis": ("Age at diagnosis", "{} years"),
-    "year_of_diagnosis": ("Year of diagnosis", "{}"),
-    "pathologic_T": ("Pathologic T category", "{}"),
-    "pathologic_N": ("Pathologic N category", "{}"),
-    "pathologic_M": ("Pathologic M category", "{}"),
-    "ajcc_pathologic_tumor_stage_cdr": ("AJCC pathologic tumor stage", "{}"),
-    "ajcc_system_version": ("AJCC staging system edition", "{}"),
-    "OS": ("Overall survival event", "{}"),
-    "DSS": ("Disease-specific survival event", "{}"),
-    "PFI": ("Progression-free interval event", "{}"),
-    "OS_time_days": ("Overall survival time", "{} days"),
-    "DSS_time_days": ("Disease-specific survival time", "{} days"),
-    "PFI_time_days": ("Progression-free interval time", "{} days"),
-    "tumor_status_cdr": ("Tumor status", "{}"),
-    "vital_status_cdr": ("Vital status", "{}"),
-    "prior_dx": ("Prior malignancy diagnosis", "{}"),
-}
+def _folder_records(path: str) -> list[dict[str, Any]]:
+    """One record per ``.txt``/``.pdf`` file of a folder; the patient from the file name, else the text."""
+    recs: list[dict[str, Any]] = []
+    for name in sorted(n for n in os.listdir(path) if not n.startswith(".")):
+        full = os.path.join(path, name)
+        if os.path.isdir(full):
+            continue
+        low = name.lower()
+        if low.endswith(".pdf"):
+            text = pdf_text(full)
+        elif low.endswith((".txt", ".text")):
+            with open(full, encoding="utf-8", errors="replace") as fh:
+                text = fh.read()
+        else:
+            continue
+        ids = find_barcodes(name) or find_barcodes(text)
+        if len(ids) != 1:
+            raise DataError(f"cannot tell the patient of report {name!r} "
+                            f"({'no' if not ids else len(ids)} TCGA barcodes in its name/text)",
+                            where=full, hint="name report files after the patient barcode (TCGA-XX-XXXX...)")
+        recs.append({"patient_id": ids[0], "text": text, "cancer_type": None, "source": name})
+    if not recs:
+        raise DataError("no .txt or .pdf report in the folder", where=path,
+                        hint="put one report per file, named after the patient barcode")
+    return recs
 
 
-def is_diagnosis_field(name: str) -> bool:
-    return name in DIAGNOSIS_FIELDS or (bool(_DIAG_PATTERN.search(name)) and not _NOT_DIAG.search(name))
-
-
-def _fmt_value(value: Any) -> str:
-    if isinstance(value, float):
-        if value.is_integer():
-            return str(int(value))
-        return f"{value:.4g}"
-    text = str(value).strip()
-    return text.lower() if text.isupper() and len(text) > 3 else text
-
-
-def render_field(field: str, value: Any) -> str:
-    """One annotation sentence for a structured field, e.g. ``Age at diagnosis: 63 years.``"""
-    label, template = _LABELS.get(field, (field.replace("_cdr", "").replace("_", " ").strip().capitalize(), "{}"))
-    return f"{label}: {template.format(_fmt_value(value))}."
-
-
-class ClinicalSentencesReader(Reader):
-    """Structured clinical fields rendered as annotation sentences (derived text, not a report).
-
-    One item per (patient, field). ``ModalityData.source`` and ``extras['derived_from']`` say that
-    the text is generated from structured fields. SPEC 2.5: render for every cancer or for none,
-    and leave out fields that name the diagnosis when other signal is to be tested.
-
-    Parameters
-    ----------
-    path: clinical table (CSV/TSV, gz ok), one row per patient.
-    fields: fields to render (None = every field allowed by the options below).
-    exclude_diagnosis_fields: drop fields naming the diagnosis/histology/organ/site (see DIAGNOSIS_FIELDS).
-    shared_fields_only: keep only fields filled for at least ``min_field_coverage`` of the patients
-        of *every* included cancer, so the set of fields does not reveal the cancer.
-    min_field_coverage: coverage threshold used by shared_fields_only.
-    cancers: cancers to render (None = all in the table). Rendering for only some cancers makes
-        availability leak the label (SPEC 2.5); a note says so.
-    id_column, cancer_column: columns of the table.
-    """
-
-    provides = ("clinical",)
-
-    def __init__(self, path: str = "", fields: list | None = None, exclude_diagnosis_fields: bool = True,
-                 shared_fields_only: bool = True, min_field_coverage: float = 0.5, cancers: list | None = None,
-                 id_column: str = "auto", cancer_column: str = "cancer_type", modality: str = "clinical"):
-        self.path = path
-        self.fields = fields
-        self.exclude_diagnosis_fields = exclude_diagnosis_fields
-        self.shared_fields_only = shared_fields_only
-        self.min_field_coverage = min_field_coverage
-        self.cancers = cancers
-        self.id_column = id_column
-        self.cancer_column = cancer_column
-        self.modality = modality
-
-    def fingerprint_inputs(self) -> list[str]:
-        return resolve_paths(self.path, what="clinical table", param="path")
-
-    def read(self, ctx: Any = None) -> RawDataset:
-        path = self.fingerprint_inputs()[0]
-        df = read_table(path)
-        idc = pick_column(df.columns, self.id_column, path=path)
-        cc = pick_column(df.columns, self.cancer_column, path=path, role="cancer", required=False)
-        df = df.copy()
-        df[idc] = barcodes12(df[idc])
-        df = df.drop_duplicates(idc)
-        notes: list[str] = []
-        if self.cancers is not None:
-            if cc is None:
-                raise DataError("cancers given but the table has no cancer column", where=path,
-                                hint="set cancer_column")
-            df = df[df[cc].astype(str).isin([str(c) for c in self.cancers])]
-            present = sorted(df[cc].astype(str).unique())
-            notes.append(f"clinical: rendered for {', '.join(present)} (cancers parameter); render it for every "
-                         "cancer of the study, else its availability can leak the label (SPEC 2.5)")
-        if df.empty:
-            raise DataError("no patient left in the clinical table", where=path, hint="check cancers")
-        candidates = [c for c in df.columns if c not in (idc, cc)]
-        if self.fields is not None:
-            unknown = [f for f in self.fields if f not in df.columns]
-            if unknown:
-                raise DataError(f"unknown clinical fields {unknown} (columns: {candidates[:15]}...)", where=path,
-                                hint="pick fields among the table's columns")
-            candidates = [f for f in self.fields if f in candidates]
-        if self.exclude_diagnosis_fields:
-            dropped = [c for c in candidates if is_diagnosis_field(c)]
-            candidates = [c for c in candidates if not is_diagnosis_field(c)]
-            if dropped:
-                notes.append(f"clinical: left out diagnosis-naming fields {dropped}")
-        if self.shared_fields_only and cc is not None:
-            filled = df[candidates].notna() & (df[candidates].astype(str).apply(lambda s: s.str.strip()) != "")
-            cov = filled.groupby(df[cc].astype(str).to_numpy()).mean()
-            ok = (cov >= self.min_field_coverage).all(axis=0)
-            dropped = [c for c in candidates if not ok[c]]
-            candidates = [c for c in candidates if ok[c]]
-            if dropped:
-                notes.append(f"clinical: {len(dropped)} fields not filled for >= {self.min_field_coverage:.0%} of "
-                             f"every cancer were left out (shared_fields_only)")
-        if not candidates:
-            raise DataError("no clinical field left to render", where=path,
-                            hint="relax shared_fields_only / exclude_diagnosis_fields or list fields")
-        pids, items, texts, fields, cancers = [], [], [], [], []
-        cancer_vals = df[cc].astype(str).to_numpy() if cc else np.full(len(df), "")
-        values = df[candidates].to_numpy(dtype=object)
-        for i, pid in enumerate(df[idc].to_numpy()):
-            for j, f in enumerate(candidates):
-                v = values[i, j]
-                if v is None or (isinstance(v, float) and np.isnan(v)) or str(v).strip() in ("", "nan"):
-                    continue
-                pids.append(pid)
-                items.append(f"{pid}:{f}")
-                texts.append(render_field(f, v))
-                fields.append(f)
-                cancers.append(cancer_vals[i])
-        pid_arr = np.array(pids)
-        labels = {"field": np.array(fields)}
-        if cc:
-            labels["cancer_type"] = np.array(cancers)
-        data = ModalityData(
-            modality=self.modality, kind="text", patient_ids=pid_arr, item_ids=np.array(items), data=texts,
-            labels=labels,
-            source=f"clinical-sentences: DERIVED from structured clinical fields of {os.path.basename(path)} "
-                   "(rendered annotation sentences, not report text)",
-            fingerprint=fingerprint([path], self.get_params()),
-            extras={"derived_from": "structured-fields", "fields": candidates},
-        )
-        notes.append(f"clinical: {len(candidates)} fields rendered: {', '.join(candidates)}")
-        out = RawDataset(modalities={self.modality: data}, notes=notes)
-        if cc:
-            out.labels["cancer_type"] = labels_from_items(pid_arr, labels["cancer_type"])
-            notes.append(availability_note(self.modality, pid_arr, out.labels["cancer_type"], len(pid_arr)))
-        return out
-
-
-__all__ = ["ReportTextReader", "ClinicalSentencesReader", "clean_ocr", "split_sentences", "dedup_sentences",
-           "render_field", "is_diagnosis_field"]
+__all__ = ["ReportTextReader", "clean_ocr", "split_sentences", "dedup_sentences", "pdf_text"]
 
 
 @hookimpl
 def register_readers(register):
     register("report-text", ReportTextReader, modality="text", tags=["text", "ocr", "pdf"])
-    register("clinical-sentences", ClinicalSentencesReader, modality="clinical", tags=["text", "derived"])

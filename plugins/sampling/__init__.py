@@ -1,1 +1,4 @@
-"""Built-in fusionkit plugins: sampling family."""
+"""Built-in sampling components: ``samplers`` (``modality-level``, ``cancer-specific``,
+``patient-level``), ``perturbations`` (``gaussian-replace``), ``aggregators`` (``sum``, ``mean``,
+``concat``).
+"""

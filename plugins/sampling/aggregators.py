@@ -1,4 +1,4 @@
-"""Built-in aggregators: sum (the paper's), mean, concat.
+"""Aggregators; registers ``sum`` (the paper's), ``mean`` and ``concat``.
 
 Options of each: ``l2_normalize`` divides every draw by its norm first;
 ``center`` subtracts each modality's mean vector (over its whole store,

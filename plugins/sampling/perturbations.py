@@ -1,4 +1,4 @@
-"""Built-in perturbation: replace a fraction of the draws by Gaussian noise (SPEC 2.2)."""
+"""Perturbations; registers ``gaussian-replace``: a fraction of the draws replaced by Gaussian noise (SPEC 2.2)."""
 
 from __future__ import annotations
 

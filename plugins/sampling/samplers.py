@@ -1,4 +1,4 @@
-"""Built-in samplers (SPEC 2.2): modality-level, cancer-specific, patient-level.
+"""Samplers (SPEC 2.2); registers ``modality-level``, ``cancer-specific`` and ``patient-level``.
 
 All three return a :class:`~fusionkit.components.DrawPlan` of indices built
 with vectorised numpy; nothing loops over aggregates in Python.
@@ -182,6 +182,33 @@ class CancerSpecificSampler(Sampler):
                               "restrict": sorted(restrict)})
 
 
+def _patient_rows(pool: Any, mods: list[str], patients: list | None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Rows of each modality grouped by patient (CSR): (patients, start, count, rows sorted by patient).
+
+    ``start[p, m]`` / ``count[p, m]`` locate patient ``p``'s items of modality
+    ``m`` in ``rows[m]``; patients are every patient of ``mods`` (sorted),
+    restricted to ``patients`` when given.
+    """
+    all_p = np.unique(np.concatenate([pool.views[m].patient_ids[pool.views[m].rows] for m in mods]))
+    if patients is not None:
+        all_p = np.intersect1d(all_p, np.asarray(list(patients)).astype(str))
+    start = np.zeros((len(all_p), len(mods)), dtype=np.int64)
+    count = np.zeros((len(all_p), len(mods)), dtype=np.int64)
+    sorted_rows = []
+    for mi, m in enumerate(mods):
+        v = pool.views[m]
+        rows = v.rows
+        pid = v.patient_ids[rows]
+        order = np.argsort(pid, kind="stable")
+        rows_s, pid_s = rows[order], pid[order]
+        sorted_rows.append(rows_s)
+        lo = np.searchsorted(pid_s, all_p, side="left")
+        hi = np.searchsorted(pid_s, all_p, side="right")
+        start[:, mi], count[:, mi] = lo, hi - lo
+    return all_p, start, count, sorted_rows
+
+
 class PatientLevelSampler(Sampler):
     """Patient-level sampling: r repeats of k draws from one patient's own embeddings, concatenated.
 
@@ -211,24 +238,8 @@ class PatientLevelSampler(Sampler):
         kk, r = ks[0], int(self.repeats)
         if r < 1:
             raise DataError(f"repeats must be >= 1, got {r}")
-        # CSR per modality: rows sorted by patient
-        all_p = np.unique(np.concatenate([pool.views[m].patient_ids[pool.views[m].rows] for m in mods]))
-        if self.patients is not None:
-            all_p = np.intersect1d(all_p, np.asarray(list(self.patients)).astype(str))
-        M, P = len(mods), len(all_p)
-        start = np.zeros((P, M), dtype=np.int64)
-        count = np.zeros((P, M), dtype=np.int64)
-        sorted_rows = []
-        for mi, m in enumerate(mods):
-            v = pool.views[m]
-            rows = v.rows
-            pid = v.patient_ids[rows]
-            order = np.argsort(pid, kind="stable")
-            rows_s, pid_s = rows[order], pid[order]
-            sorted_rows.append(rows_s)
-            lo = np.searchsorted(pid_s, all_p, side="left")
-            hi = np.searchsorted(pid_s, all_p, side="right")
-            start[:, mi], count[:, mi] = lo, hi - lo
+        all_p, start, count, sorted_rows = _patient_rows(pool, mods, self.patients)
+        M = len(mods)
         avail = count > 0
         n_avail = avail.sum(axis=1)
         keep = n_avail >= int(self.min_modalities)
