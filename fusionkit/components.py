@@ -23,21 +23,32 @@ task       ``run(ctx) -> dict`` an experiment that writes tables/figures
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 import numpy as np
 
-KINDS = ("reader", "encoder", "adapter", "sampler", "perturbation", "aggregator", "index", "task")
-#: Input kinds a reader may produce and an encoder may consume.
-INPUT_KINDS = ("matrix", "text", "image", "embedding")
+from .registry import INPUT_KINDS, KINDS, param_schema
+
+if TYPE_CHECKING:  # type checkers only: the context module imports this one
+    from .context import RunContext
+    from .pool import EmbeddingPool
+    from .recipe import Recipe
+
+__all__ = ["KINDS", "INPUT_KINDS", "Component", "ModalityData", "RawDataset", "DrawPlan", "Aggregates", "Reader",
+           "Encoder", "Adapter", "Sampler", "Perturbation", "Aggregator", "Index", "Task", "BASES"]
+
 
 
 class Component:
-    """Base of all components: parameter handling in the scikit-learn style."""
+    """Base of all components: parameter handling in the scikit-learn style.
 
-    #: filled by the registry when the component is registered
+    Every attribute the core reads from a component is declared on its base
+    class below, with a default and a comment saying who reads it.
+    """
+
+    #: the registry kind (set by each base class; a factory registered under a
+    #: kind must subclass that kind's base, see ``BASES``)
     component_kind: ClassVar[str] = ""
     #: parameters that name another component ({param: kind}); recipes validate them
     #: like top-level components (name exists, params bind) and store them resolved
@@ -45,18 +56,24 @@ class Component:
 
     @classmethod
     def param_names(cls) -> list[str]:
-        sig = inspect.signature(cls.__init__)
-        return [p.name for p in list(sig.parameters.values())[1:]
-                if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        """Constructor parameter names (the recipe schema), in order."""
+        return param_schema(cls).names()
 
     @classmethod
     def default_params(cls) -> dict[str, Any]:
-        sig = inspect.signature(cls.__init__)
-        out: dict[str, Any] = {}
-        for p in list(sig.parameters.values())[1:]:
-            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is not p.empty:
-                out[p.name] = p.default
-        return out
+        """Constructor parameters that have a default, with it."""
+        return param_schema(cls).defaults()
+
+    @classmethod
+    def check_recipe(cls, params: dict[str, Any], recipe: "Recipe") -> list[tuple[str, str, str | None]]:
+        """Cross-check bound ``params`` against the whole recipe at validation time.
+
+        Return problems as ``(path, message, hint)`` with ``path`` relative to the
+        component's recipe entry (e.g. ``"params.sampling"``; ``""`` for the entry
+        itself). Called by ``recipe.validate`` for samplers, perturbations and tasks;
+        the default finds nothing.
+        """
+        return []
 
     def get_params(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.param_names() if hasattr(self, name)}
@@ -129,12 +146,16 @@ class RawDataset:
     """What a reader returns: modalities by name, and a patient label table.
 
     ``labels`` maps a label name (``cancer_type``, ``subtype``, ``tmb_class``...)
-    to a dict ``{patient_id: value}``.
+    to a dict ``{patient_id: value}``. ``continuous_labels`` names the labels
+    that are measurements rather than classes (a mutation burden, an age): the
+    data summary gives their range instead of value counts. Labels whose values
+    are all floats are treated as continuous without being named.
     """
 
     modalities: dict[str, ModalityData] = field(default_factory=dict)
     labels: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    continuous_labels: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -228,47 +249,68 @@ class Reader(Component):
     """Reads raw inputs into a :class:`RawDataset`."""
 
     component_kind = "reader"
-    #: modalities this reader can produce (for listing); empty = labels only
+    #: modalities this reader can produce; recipe validation checks a modality's
+    #: ``input`` against it (empty: not checked, e.g. readers of labels only)
     provides: ClassVar[tuple[str, ...]] = ()
 
-    def read(self, ctx: "Any") -> RawDataset:  # pragma: no cover - interface
+    def read(self, ctx: "RunContext") -> RawDataset:  # pragma: no cover - interface
         raise NotImplementedError
 
     def fingerprint_inputs(self) -> list[str]:
-        """Paths whose content identifies this reader's input (for cache keys)."""
+        """Paths whose content identifies this reader's input (the engine hashes them
+        into the run record and every cache key downstream)."""
         return []
 
 
 class Encoder(Component):
-    """Turns raw items of one modality into float32 vectors."""
+    """Turns raw items of one modality into float32 vectors.
+
+    The encode stage reads ``input_kind`` (checked against the data), ``trainable``
+    (call ``fit`` once, then ``save``; ``load`` on resume and in remote workers),
+    ``shard_size`` (items per cached unit), ``wants_gpu`` (placement on executors
+    that place work) and ``output_dim``.
+    """
 
     component_kind = "encoder"
+    #: the modality it is meant for (listing and model card; "any" = no preference)
     modality: ClassVar[str] = "any"
+    #: the ModalityData kind it consumes (one of INPUT_KINDS, or "any")
     input_kind: ClassVar[str] = "matrix"
     #: model card: licence, gated, weights_source, params, dim, tags
     card: ClassVar[dict[str, Any]] = {}
-    #: True when ``fit`` learns from the data (VAEs); False for pretrained models
+    #: True when ``fit`` learns from the data (VAEs): the engine calls ``fit`` then
+    #: ``save`` once and ``load`` afterwards. False for pretrained models: ``fit`` is
+    #: never called (a conformance error if it is overridden).
     trainable: ClassVar[bool] = False
     #: preferred number of items per encode shard (cache and resume unit)
     shard_size: ClassVar[int] = 4096
+    #: ask executors that place work (Ray) for a GPU per shard; None: yes for image input
+    wants_gpu: ClassVar[bool | None] = None
 
     @property
     def output_dim(self) -> int:
+        """Output width: the ``dim`` parameter, else the card's ``dim``."""
         dim = getattr(self, "dim", None) or self.card.get("dim")
         if dim is None:
             raise NotImplementedError(f"{type(self).__name__} does not declare its output width")
         return int(dim)
 
-    def fit(self, data: ModalityData, ctx: Any = None) -> "Encoder":
+    def gpu_wanted(self) -> bool:
+        """``wants_gpu``, or by default whether the encoder reads images."""
+        return bool(self.input_kind == "image" if self.wants_gpu is None else self.wants_gpu)
+
+    def fit(self, data: ModalityData, ctx: "RunContext | None" = None) -> "Encoder":
+        """Learn from the data (trainable encoders only); returns self."""
         return self
 
-    def encode(self, data: ModalityData, ctx: Any = None) -> np.ndarray:  # pragma: no cover
+    def encode(self, data: ModalityData, ctx: "RunContext | None" = None) -> np.ndarray:  # pragma: no cover
         raise NotImplementedError
 
     def save(self, path: str) -> None:
-        """Persist learned state (trainable encoders)."""
+        """Persist learned state into the folder ``path`` (trainable encoders)."""
 
     def load(self, path: str) -> "Encoder":
+        """Restore what :meth:`save` wrote (trainable encoders); returns self."""
         return self
 
 
@@ -289,7 +331,7 @@ class Sampler(Component):
 
     component_kind = "sampler"
 
-    def plan(self, pool: Any, rng: np.random.Generator) -> DrawPlan:  # pragma: no cover
+    def plan(self, pool: "EmbeddingPool", rng: np.random.Generator) -> DrawPlan:  # pragma: no cover
         raise NotImplementedError
 
 
@@ -297,7 +339,7 @@ class Perturbation(Component):
     """Changes a :class:`DrawPlan` (e.g. replaces draws by noise)."""
 
     component_kind = "perturbation"
-    #: "test" (train clean / test noisy), "train" or "both"
+    #: "test" (train clean / test noisy), "train" or "both"; read by tasks
     apply_to: str = "test"
 
     def apply(self, plan: DrawPlan, rng: np.random.Generator) -> DrawPlan:  # pragma: no cover
@@ -305,7 +347,10 @@ class Perturbation(Component):
 
 
 class Aggregator(Component):
-    """Reduces gathered draws ``(n, k_max, d)`` with a mask ``(n, k_max)`` to ``(n, out)``."""
+    """Reduces gathered draws ``(n, k_max, d)`` with a mask ``(n, k_max)`` to ``(n, out)``.
+
+    ``fusionkit.aggregate`` reads ``linear``, ``l2_normalize`` and ``center``.
+    """
 
     component_kind = "aggregator"
     #: True when the result is a weighted sum of the draws (sum, mean): the engine
@@ -314,6 +359,8 @@ class Aggregator(Component):
     linear: ClassVar[bool] = False
     #: with ``linear``: divide each draw by its L2 norm before weighting
     l2_normalize: bool = False
+    #: subtract each modality's mean vector (over its whole store) from its draws
+    center: bool = False
 
     def output_dim(self, dim: int, k_max: int) -> int:
         return dim
@@ -351,5 +398,12 @@ class Task(Component):
 
     component_kind = "task"
 
-    def run(self, ctx: Any) -> dict[str, Any]:  # pragma: no cover
+    def run(self, ctx: "RunContext") -> dict[str, Any]:  # pragma: no cover
         raise NotImplementedError
+
+
+#: kind -> the base class every factory registered under that kind subclasses
+BASES: dict[str, type[Component]] = {
+    "reader": Reader, "encoder": Encoder, "adapter": Adapter, "sampler": Sampler,
+    "perturbation": Perturbation, "aggregator": Aggregator, "index": Index, "task": Task,
+}

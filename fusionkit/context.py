@@ -13,21 +13,26 @@ and current task; the executor there is a local one.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 
-from .components import Aggregates, DrawPlan
+from .components import Aggregates, Aggregator, DrawPlan, Index, Perturbation, Sampler
 from .errors import FusionkitError
-from .executors import LocalExecutor, Unit, UnitCache, run_units
+from .executors import Executor, LocalExecutor, Unit, UnitCache, run_units
 from .pool import EmbeddingPool, aggregate
 from .recipe import Recipe, Spec
-from .store import atomic_write_json, atomic_write_text, stable_hash
+from .registry import suggest
+from .store import atomic_write_bytes, atomic_write_json, atomic_write_text, stable_hash
+
+if TYPE_CHECKING:  # type checkers only
+    from .plugins import PluginSystem
 
 log = logging.getLogger("fusionkit")
 
@@ -59,20 +64,36 @@ def _progress_factory(enabled: bool | None) -> Callable[..., Any] | None:
 
 
 class RunContext:
-    """What readers, encoders and tasks see of a run.
+    """What readers, encoders and tasks see of a run: everything a plugin may touch.
 
-    * ``seed``, ``rng(*keys)``, ``seed_for(*keys)``: seeds flow from the recipe
-    * ``pool``: the :class:`~fusionkit.pool.EmbeddingPool` (after encoding)
-    * ``sample(name, ...)``: plan + perturb + aggregate a recipe sampling entry
-    * ``run_units(group, units)``: independent repeats, cached per key (resume)
-    * ``write_json/write_csv/save_figure/path``: outputs under ``out_dir``
+    Attributes (read them; the engine sets them):
+
+    * ``recipe``: the validated :class:`~fusionkit.recipe.Recipe` (``recipe.tasks``,
+      ``recipe.sampling``, ``recipe.primary_label``...)
+    * ``system``: the :class:`~fusionkit.plugins.PluginSystem` (``system.create``
+      builds any registered component from unbound parameters)
+    * ``seed``: the recipe seed; ``out_dir``: the run folder; ``cache_dir``: the cache
+    * ``pool``: the :class:`~fusionkit.pool.EmbeddingPool` (None while reading/encoding)
+    * ``executor``: runs units (``local`` or ``ray``); ``task_name``: the recipe name of
+      the task being run (None outside tasks); ``timings``: seconds per stage
+      (plugins may add entries); ``log``: the ``fusionkit`` logger; ``device``: cuda/cpu
+
+    Methods:
+
+    * seeds: ``seed_for(*keys)``, ``rng(*keys)`` (stable per purpose; never global state)
+    * components: ``build(spec)``, ``sampler(name)``, ``perturbation(name)``,
+      ``aggregator()``, ``index(spec)``
+    * sampling: ``plan``, ``aggregate``, ``sample`` (plan + perturb + aggregate)
+    * repeats: ``unit_key``, ``unit_cache``, ``unit_cached``, ``run_units`` (cached per
+      key, so an interrupted run resumes); ``progress(iterable)``
+    * outputs under ``out_dir``: ``path``, ``write_json``, ``write_csv``, ``save_figure``
     """
 
     #: objects of this class travel to remote workers once per batch (see ray_executor)
     __fusionkit_shared__ = True
 
-    def __init__(self, recipe: Recipe, system: Any, out_dir: Path, cache_dir: Path, *,
-                 progress: bool | None = None, executor: Any = None):
+    def __init__(self, recipe: Recipe, system: "PluginSystem", out_dir: Path, cache_dir: Path, *,
+                 progress: bool | None = None, executor: Executor | None = None):
         self.recipe = recipe
         self.system = system
         self.out_dir = Path(out_dir)
@@ -81,7 +102,7 @@ class RunContext:
         self.pool: EmbeddingPool | None = None
         self.log = log
         self._progress = _progress_factory(progress)
-        self.executor = executor if executor is not None else LocalExecutor(workers=1)
+        self.executor: Executor = executor if executor is not None else LocalExecutor(workers=1)
         self.timings: dict[str, float] = {}
         self.task_name: str | None = None
 
@@ -107,18 +128,22 @@ class RunContext:
 
     # ---------------------------------------------------------------- components
     def build(self, spec: Spec) -> Any:
-        return self.system.create(spec.kind, spec.name, spec.params, where=spec.where)
+        """Build a recipe component from its spec: its parameters were bound at
+        validation and are not bound again (a copy, so the recipe stays as resolved)."""
+        if spec.info is None:
+            return self.system.create(spec.kind, spec.name, spec.params, where=spec.where)
+        return spec.info.build(copy.deepcopy(spec.params))
 
-    def sampler(self, name: str) -> Any:
+    def sampler(self, name: str) -> Sampler:
         return self.build(self._named(self.recipe.sampling, name, "sampling"))
 
-    def perturbation(self, name: str) -> Any:
+    def perturbation(self, name: str) -> Perturbation:
         return self.build(self._named(self.recipe.perturbations, name, "perturbations"))
 
-    def aggregator(self) -> Any:
+    def aggregator(self) -> Aggregator:
         return self.build(self.recipe.aggregator)
 
-    def index(self, spec: Spec | dict | str | None = None) -> Any:
+    def index(self, spec: Spec | dict | str | None = None) -> Index:
         if spec is None:
             spec = self.recipe.index
             if spec is None:
@@ -132,14 +157,12 @@ class RunContext:
     @staticmethod
     def _named(table: dict[str, Spec], name: str, section: str) -> Spec:
         if name not in table:
-            from .registry import suggest
-
             raise FusionkitError(f"no {section} entry named {name!r}", where=section,
                                  hint=suggest(name, list(table)) or f"entries: {', '.join(table) or '(none)'}")
         return table[name]
 
     # ---------------------------------------------------------------- sampling
-    def plan(self, sampling: str | Any, *, pool: EmbeddingPool | None = None, seed_keys: tuple = (),
+    def plan(self, sampling: str | Sampler, *, pool: EmbeddingPool | None = None, seed_keys: tuple = (),
              **overrides: Any) -> DrawPlan:
         """A DrawPlan from a recipe sampling entry (or a Sampler), params overridable."""
         pool = pool or self.pool
@@ -147,8 +170,9 @@ class RunContext:
             raise FusionkitError("the embedding pool is not built yet")
         if isinstance(sampling, str):
             spec = self._named(self.recipe.sampling, sampling, "sampling")
-            params = {**spec.params, **overrides}
-            sampler = self.system.create("sampler", spec.name, params, where=spec.where)
+            # overridden parameters are new values: they are checked (bound) like the recipe's
+            sampler = (self.system.create("sampler", spec.name, {**spec.params, **overrides}, where=spec.where)
+                       if overrides else self.build(spec))
             key = sampling
         else:
             sampler = sampling.set_params(**overrides) if overrides else sampling
@@ -156,13 +180,14 @@ class RunContext:
         return sampler.plan(pool, self.rng("sample", key, *seed_keys))
 
     def aggregate(self, plan: DrawPlan, *, pool: EmbeddingPool | None = None, seed_keys: tuple = (),
-                  aggregator: Any = None, chunk: int = 2048) -> Aggregates:
+                  aggregator: Aggregator | None = None, chunk: int = 2048) -> Aggregates:
         pool = pool or self.pool
         return aggregate(plan, pool, aggregator or self.aggregator(), chunk=chunk,
                          noise_seed=self.seed_for("noise", *seed_keys))
 
-    def sample(self, sampling: str | Any, *, pool: EmbeddingPool | None = None, seed_keys: tuple = (),
-               perturbation: str | Any | None = None, aggregator: Any = None, **overrides: Any) -> Aggregates:
+    def sample(self, sampling: str | Sampler, *, pool: EmbeddingPool | None = None, seed_keys: tuple = (),
+               perturbation: str | Perturbation | None = None, aggregator: Aggregator | None = None,
+               **overrides: Any) -> Aggregates:
         """Plan, optionally perturb, and aggregate in one call."""
         plan = self.plan(sampling, pool=pool, seed_keys=seed_keys, **overrides)
         if perturbation is not None:
@@ -235,8 +260,6 @@ class RunContext:
         p = self.path(rel)
         buf = io.BytesIO()
         fig.savefig(buf, format=p.suffix.lstrip(".") or "png", dpi=dpi, bbox_inches="tight")
-        from .store import atomic_write_bytes
-
         atomic_write_bytes(p, buf.getvalue())
         try:
             import matplotlib.pyplot as plt
@@ -260,7 +283,7 @@ def safe_name(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(name))
 
 
-def _rebuild_context(recipe: Recipe, system: Any, out_dir: Path, cache_dir: Path, pool: Any,
+def _rebuild_context(recipe: Recipe, system: "PluginSystem", out_dir: Path, cache_dir: Path, pool: Any,
                      task_name: str | None) -> RunContext:
     ctx = RunContext(recipe, system, out_dir, cache_dir, progress=False, executor=LocalExecutor(1))
     ctx.pool = pool

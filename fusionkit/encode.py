@@ -15,17 +15,20 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import numpy as np
 
 from . import __version__
-from .components import ModalityData
+from .components import Adapter, Encoder, ModalityData
 from .context import RunContext, safe_name
 from .errors import DataError
 from .executors import LocalExecutor, Unit
-from .recipe import Recipe
+from .recipe import ModalitySpec, Recipe, Spec
 from .store import EmbeddingStore, StoreWriter, atomic_save_npy, atomic_write_text, stable_hash, store_exists
+
+if TYPE_CHECKING:  # type checkers only
+    from .plugins import PluginSystem
 
 log = logging.getLogger("fusionkit")
 
@@ -35,13 +38,12 @@ CACHE_FORMAT = 1
 def encode_modality(name: str, data: ModalityData, recipe: Recipe, ctx: RunContext) -> EmbeddingStore:
     """Encode one modality into a store, reusing the cache; resumable shard by shard."""
     mspec = recipe.modalities[name]
-    enc_spec, ad_spec = mspec.encoder, mspec.adapter
     key = stable_hash({
         "format": CACHE_FORMAT, "modality": name, "input": data.fingerprint,
-        "encoder": enc_spec.key(), "adapter": ad_spec.key() if ad_spec else None,
+        "encoder": mspec.encoder.key(), "adapter": mspec.adapter.key() if mspec.adapter else None,
         "width": recipe.width, "seed": ctx.seed_for("encode", name),
     })
-    store_dir = ctx.cache_dir / "stores" / f"{safe_name(name)}-{safe_name(enc_spec.name)}-{key}"
+    store_dir = ctx.cache_dir / "stores" / f"{safe_name(name)}-{safe_name(mspec.encoder.name)}-{key}"
     if store_exists(store_dir):
         log.info("%s: reusing cached embeddings %s", name, store_dir)
         ctx.timings[f"encode:{name}"] = 0.0
@@ -49,56 +51,88 @@ def encode_modality(name: str, data: ModalityData, recipe: Recipe, ctx: RunConte
     t0 = time.perf_counter()
     work = ctx.cache_dir / "work" / f"{safe_name(name)}-{key}"
     work.mkdir(parents=True, exist_ok=True)
-    encoder = ctx.build(enc_spec)
-    expected_kind = getattr(encoder, "input_kind", None)
-    if expected_kind and expected_kind != data.kind and expected_kind != "any":
-        raise DataError(f"encoder {enc_spec.name!r} takes {expected_kind} input but modality {name!r} "
+    encoder = _ready_encoder(name, data, mspec.encoder, work, ctx)
+    starts = _encode_shards(name, data, encoder, mspec.encoder, f"{name}-{key}", work, ctx)
+    adapter = _fit_adapter(name, mspec, encoder.output_dim, recipe.width, work, starts, ctx)
+    store = _commit_store(store_dir, name, data, mspec, key, recipe.width, encoder.output_dim,
+                          _adapted_shards(work, starts, adapter, mspec, recipe.width))
+    ctx.timings[f"encode:{name}"] = time.perf_counter() - t0
+    return store
+
+
+def _ready_encoder(name: str, data: ModalityData, spec: Spec, work: Path, ctx: RunContext) -> Encoder:
+    """Build the encoder, check it takes this data, and fit it once (or load its saved state)."""
+    encoder: Encoder = ctx.build(spec)
+    expected_kind = encoder.input_kind
+    if expected_kind != data.kind and expected_kind != "any":
+        raise DataError(f"encoder {spec.name!r} takes {expected_kind} input but modality {name!r} "
                         f"is {data.kind}", where=f"modalities.{name}.encoder",
                         hint="choose an encoder for this modality (`fusionkit list encoders`)")
-    if getattr(encoder, "trainable", False):
+    if encoder.trainable:
         state = work / "model"
         if (state / "DONE").exists():
             encoder.load(str(state))
         else:
-            log.info("%s: fitting %s on %d items", name, enc_spec.name, len(data))
+            log.info("%s: fitting %s on %d items", name, spec.name, len(data))
             encoder.fit(data, ctx)
             state.mkdir(parents=True, exist_ok=True)
             encoder.save(str(state))
             atomic_write_text(state / "DONE", "ok\n")
-    dim = int(encoder.output_dim)
-    n = len(data)
-    shard = max(1, int(getattr(encoder, "shard_size", 4096)))
+    return encoder
+
+
+def _encode_shards(name: str, data: ModalityData, encoder: Encoder, spec: Spec, prefix: str, work: Path,
+                   ctx: RunContext) -> list[int]:
+    """Encode every shard that has no file yet (as executor units); return all shard starts."""
+    n, dim = len(data), int(encoder.output_dim)
+    shard = max(1, int(encoder.shard_size))
     starts = list(range(0, n, shard))
-    state_dir = str(work / "model") if getattr(encoder, "trainable", False) else None
-    job = ShardJob(encoder, enc_spec.kind, enc_spec.name, enc_spec.params, state_dir, name, data,
-                   dim, gpu=_wants_gpu(encoder))
-    units = [Unit(f"{name}-{key}-{start:010d}", job, (start, min(n, start + shard), str(work / _shard_name(start))),
-                  {"ctx": ctx}, label=f"encode {name} [{start}:{min(n, start + shard)}]")
+    state_dir = str(work / "model") if encoder.trainable else None
+    job = ShardJob(encoder, spec.kind, spec.name, spec.params, state_dir, name, data, dim, gpu=encoder.gpu_wanted())
+    units = [Unit(f"{prefix}-{start:010d}", job, (start, min(n, start + shard), str(work / _shard_name(start))),
+                  {"ctx": ctx}, label=f"encode {name} [{start}:{min(n, start + shard)}]", gpu=job.gpu)
              for start in starts if not (work / _shard_name(start)).exists()]
     if units:
         for _unit, _res in _map_units(ctx, units, desc=f"encode {name}"):
             pass
-    # adapter
-    adapter = None
-    width = recipe.width
-    if ad_spec is not None:
-        adapter = ctx.build(ad_spec)
-        sample = _load_shards(work, starts, limit=50000)
-        adapter.fit(sample, width, ctx.rng("adapter", name))
-    elif dim != width:
-        raise DataError(f"encoder {enc_spec.name!r} outputs {dim}-d vectors but the recipe width is {width}",
-                        where=f"modalities.{name}",
-                        hint="add an adapter (zero-pad, truncate, random-projection, pca) to this modality, "
-                             "or set the encoder's output width to the recipe width")
+    return starts
+
+
+def _fit_adapter(name: str, mspec: ModalitySpec, dim: int, width: int, work: Path, starts: list[int],
+                 ctx: RunContext) -> Adapter | None:
+    """The modality's width adapter fitted on its first 50,000 vectors (None when it has none)."""
+    if mspec.adapter is None:
+        if dim != width:
+            raise DataError(f"encoder {mspec.encoder.name!r} outputs {dim}-d vectors but the recipe width is "
+                            f"{width}", where=f"modalities.{name}",
+                            hint="add an adapter (zero-pad, truncate, random-projection, pca) to this modality, "
+                                 "or set the encoder's output width to the recipe width")
+        return None
+    adapter: Adapter = ctx.build(mspec.adapter)
+    adapter.fit(_load_shards(work, starts, limit=50000), width, ctx.rng("adapter", name))
+    return adapter
+
+
+def _adapted_shards(work: Path, starts: list[int], adapter: Adapter | None, mspec: ModalitySpec,
+                    width: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(start, vectors at the recipe width) per shard, read back from the work folder."""
+    for start in starts:
+        X = np.load(work / _shard_name(start))
+        if adapter is not None:
+            X = np.asarray(adapter.transform(X), dtype=np.float32)
+            if X.shape[1] != width:
+                raise DataError(f"adapter {mspec.adapter.name!r} produced width {X.shape[1]}, expected {width}",
+                                where=f"modalities.{mspec.name}.adapter")
+        yield start, X
+
+
+def _commit_store(store_dir: Path, name: str, data: ModalityData, mspec: ModalitySpec, key: str, width: int,
+                  dim: int, shards: Iterable[tuple[int, np.ndarray]]) -> EmbeddingStore:
+    """Fill a new store from the shards and commit it atomically with its provenance."""
+    n = len(data)
     writer = StoreWriter(store_dir, n, width)
     try:
-        for start in starts:
-            X = np.load(work / _shard_name(start))
-            if adapter is not None:
-                X = np.asarray(adapter.transform(X), dtype=np.float32)
-                if X.shape[1] != width:
-                    raise DataError(f"adapter {ad_spec.name!r} produced width {X.shape[1]}, expected {width}",
-                                    where=f"modalities.{name}.adapter")
+        for start, X in shards:
             writer.embeddings[start:start + X.shape[0]] = X
     except BaseException:
         writer.abort()
@@ -107,28 +141,21 @@ def encode_modality(name: str, data: ModalityData, recipe: Recipe, ctx: RunConte
     for lname, values in data.labels.items():
         if len(values) == n:
             items[lname] = np.asarray([str(v) for v in values])
-    info = enc_spec.info
+    enc_spec, info = mspec.encoder, mspec.encoder.info
     provenance = {
         "modality": name, "source": data.source, "input_fingerprint": data.fingerprint,
         "encoder": {"name": enc_spec.name, "params": enc_spec.to_dict()["params"],
                     "provider": info.dist if info else None, "version": info.version if info else None,
                     "output_dim": dim},
-        "adapter": ad_spec.to_dict() if ad_spec else None, "width": width,
+        "adapter": mspec.adapter.to_dict() if mspec.adapter else None, "width": width,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(), "fusionkit": __version__,
         "cache_key": key,
     }
-    store = writer.commit(items, modality=name, provenance=provenance)
-    ctx.timings[f"encode:{name}"] = time.perf_counter() - t0
-    return store
+    return writer.commit(items, modality=name, provenance=provenance)
 
 
 def _shard_name(start: int) -> str:
     return f"shard-{start:010d}.npy"
-
-
-def _wants_gpu(encoder: Any) -> bool:
-    """Tile/image encoders ask for a GPU on executors that place work (Ray) when one exists."""
-    return bool(getattr(encoder, "wants_gpu", getattr(encoder, "input_kind", None) == "image"))
 
 
 _IN_PROCESS = LocalExecutor(workers=1)
@@ -138,7 +165,7 @@ def _map_units(ctx: RunContext, units: list[Unit], desc: str) -> Iterable[tuple[
     """Run units through the run's executor with a per-unit progress bar (no result cache:
     the units write their own files atomically and are skipped once those exist)."""
     executor = ctx.executor
-    if getattr(executor, "name", "local") == "local":
+    if executor.name == "local":
         # local encoding stays in this process (models are not forked): the pool is for repeats
         executor = _IN_PROCESS
     bar = ctx._bar(desc)
@@ -170,31 +197,31 @@ class ShardJob:
     #: travels to remote workers once per batch (see ray_executor)
     __fusionkit_shared__ = True
 
-    def __init__(self, encoder: Any, kind: str, enc_name: str, params: dict[str, Any], state_dir: str | None,
+    def __init__(self, encoder: Encoder | None, kind: str, enc_name: str, params: dict[str, Any], state_dir: str | None,
                  modality: str, data: ModalityData, dim: int, *, gpu: bool = False):
         self.encoder = encoder
         self.kind, self.enc_name, self.params = kind, enc_name, dict(params)
         self.state_dir, self.modality, self.data, self.dim = state_dir, modality, data, int(dim)
         self.gpu = gpu
-        self.system: Any = None  # set by executors that ship the job elsewhere
+        self.system: PluginSystem | None = None  # set by executors that ship the job elsewhere
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["encoder"] = None
         return state
 
-    def _encoder(self, ctx: Any) -> Any:
+    def _encoder(self, ctx: RunContext | None) -> Encoder:
         if self.encoder is not None:
             return self.encoder
         cache_key = stable_hash([self.kind, self.enc_name, self.params, self.state_dir])
         enc = _WORKER_ENCODERS.get(cache_key)
         if enc is None:
-            system = self.system or getattr(ctx, "system", None)
+            system = self.system or (ctx.system if ctx is not None else None)
             if system is None:
                 from . import plugins
 
                 system = plugins.load()
-            enc = system.create(self.kind, self.enc_name, self.params)
+            enc = system.info(self.kind, self.enc_name).build(dict(self.params))  # bound at validation
             if self.state_dir is not None:
                 enc.load(self.state_dir)
             _WORKER_ENCODERS.clear()  # one model per worker at a time (memory bound)
@@ -202,7 +229,7 @@ class ShardJob:
         self.encoder = enc
         return enc
 
-    def __call__(self, start: int, stop: int, path: str, ctx: Any = None) -> dict[str, Any]:
+    def __call__(self, start: int, stop: int, path: str, ctx: RunContext | None = None) -> dict[str, Any]:
         if os.path.exists(path):
             return {"path": path, "rows": stop - start, "reused": True}
         encoder = self._encoder(ctx)

@@ -8,15 +8,15 @@ plugin versions, the seed and input fingerprints (``run.json``).
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import logging
 import os
 import platform
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,44 +30,68 @@ from .pool import EmbeddingPool, save_aggregates
 from .recipe import Recipe, Spec
 from .store import atomic_write_json, atomic_write_text, file_fingerprint, stable_hash
 
+if TYPE_CHECKING:  # type checkers only
+    from .plugins import PluginSystem
+
 log = logging.getLogger("fusionkit")
 
 # ----------------------------------------------------------------------------- stages
 
-def read_inputs(recipe: Recipe, ctx: RunContext) -> tuple[dict[str, ModalityData], dict[str, dict[str, Any]],
-                                                            list[str], dict[str, Any]]:
-    """Run every distinct reader once; return modalities, merged labels, notes, fingerprints."""
-    cache: dict[str, tuple[RawDataset, str]] = {}
-    fingerprints: dict[str, Any] = {}
-    notes: list[str] = []
 
-    def read(spec: Spec) -> tuple[RawDataset, str]:
+@dataclass
+class Inputs:
+    """What the readers of a run produced: modalities, merged patient labels and more."""
+
+    modalities: dict[str, ModalityData] = field(default_factory=dict)
+    labels: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: labels that are measurements, not classes (declared by readers or the recipe, or all floats)
+    continuous: set[str] = field(default_factory=set)
+    notes: list[str] = field(default_factory=list)
+    #: per reader entry: its fingerprint and the fingerprints of its input files
+    fingerprints: dict[str, Any] = field(default_factory=dict)
+
+
+class _Readers:
+    """Runs every distinct reader spec once per run, recording fingerprints and notes."""
+
+    def __init__(self, ctx: RunContext, inputs: Inputs):
+        self.ctx, self.inputs = ctx, inputs
+        self._done: dict[str, tuple[RawDataset, str]] = {}
+
+    def read(self, spec: Spec) -> tuple[RawDataset, str]:
         key = stable_hash(spec.key())
-        if key not in cache:
-            reader = ctx.build(spec)
-            files = {}
-            for p in reader.fingerprint_inputs() or []:
-                try:
-                    files[str(p)] = file_fingerprint(p)
-                except FusionkitError as err:
-                    raise DataError(f"input file missing: {p}", where=f"{spec.where}.params",
-                                    hint="check the path (relative paths resolve against the recipe file)") from err
-            t0 = time.perf_counter()
-            ds = reader.read(ctx)
-            if not isinstance(ds, RawDataset):
-                raise DataError(f"reader {spec.name!r} returned {type(ds).__name__}, expected RawDataset",
-                                where=spec.where)
-            ctx.timings[f"read:{spec.name}"] = time.perf_counter() - t0
-            fp = stable_hash({"spec": spec.key(), "files": files})
-            fingerprints[f"{spec.where} ({spec.name})"] = {"fingerprint": fp, "files": files}
-            notes.extend(f"{spec.name}: {n}" for n in ds.notes)
-            cache[key] = (ds, fp)
-        return cache[key]
+        if key not in self._done:
+            self._done[key] = self._read(spec)
+        return self._done[key]
 
-    modalities: dict[str, ModalityData] = {}
-    labels: dict[str, dict[str, Any]] = {}
+    def _read(self, spec: Spec) -> tuple[RawDataset, str]:
+        reader = self.ctx.build(spec)
+        files = {}
+        for p in reader.fingerprint_inputs() or []:
+            try:
+                files[str(p)] = file_fingerprint(p)
+            except FusionkitError as err:
+                raise DataError(f"input file missing: {p}", where=f"{spec.where}.params",
+                                hint="check the path (relative paths resolve against the recipe file)") from err
+        t0 = time.perf_counter()
+        ds = reader.read(self.ctx)
+        if not isinstance(ds, RawDataset):
+            raise DataError(f"reader {spec.name!r} returned {type(ds).__name__}, expected RawDataset",
+                            where=spec.where)
+        self.ctx.timings[f"read:{spec.name}"] = time.perf_counter() - t0
+        fp = stable_hash({"spec": spec.key(), "files": files})
+        self.inputs.fingerprints[f"{spec.where} ({spec.name})"] = {"fingerprint": fp, "files": files}
+        self.inputs.notes.extend(f"{spec.name}: {n}" for n in ds.notes)
+        self.inputs.continuous.update(ds.continuous_labels)
+        return ds, fp
+
+
+def read_inputs(recipe: Recipe, ctx: RunContext) -> Inputs:
+    """Run every distinct reader once; return modalities, merged labels, notes, fingerprints."""
+    inputs = Inputs(continuous=set(recipe.continuous_labels))
+    readers = _Readers(ctx, inputs)
     for name, mspec in recipe.modalities.items():
-        ds, fp = read(mspec.reader)
+        ds, fp = readers.read(mspec.reader)
         if mspec.input not in ds.modalities:
             raise DataError(f"reader {mspec.reader.name!r} produced no modality {mspec.input!r}",
                             where=f"modalities.{name}.input",
@@ -78,18 +102,18 @@ def read_inputs(recipe: Recipe, ctx: RunContext) -> tuple[dict[str, ModalityData
                             where=f"modalities.{name}", hint="check the reader's paths and filters, "
                                                               "or disable the modality (enabled: false)")
         data.fingerprint = stable_hash([fp, mspec.input, data.fingerprint])
-        modalities[name] = data
-        _merge_labels(labels, ds.labels)
+        inputs.modalities[name] = data
+        _merge_labels(inputs.labels, ds.labels)
     for spec in recipe.labels:
-        ds, _ = read(spec)
-        _merge_labels(labels, ds.labels)
-    # item labels (e.g. cancer_type per item) also count as patient labels where missing
-    for data in modalities.values():
+        _merge_labels(inputs.labels, readers.read(spec)[0].labels)
+    # item labels (e.g. a class per item) also count as patient labels where missing
+    for data in inputs.modalities.values():
         for lname, values in data.labels.items():
-            table = labels.setdefault(lname, {})
+            table = inputs.labels.setdefault(lname, {})
             for pid, v in zip(data.patient_ids, values):
                 table.setdefault(str(pid), v)
-    return modalities, labels, notes, fingerprints
+    inputs.continuous.update(name for name, table in inputs.labels.items() if _all_floats(table))
+    return inputs
 
 
 def _merge_labels(into: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]]) -> None:
@@ -99,20 +123,29 @@ def _merge_labels(into: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]
             target.setdefault(str(pid), value)
 
 
-def plugin_versions(system: Any) -> list[dict[str, Any]]:
+def _all_floats(table: dict[str, Any]) -> bool:
+    """Whether every known value of a label is a float (a measurement, not a class)."""
+    values = [v for v in table.values() if v is not None]
+    return bool(values) and all(isinstance(v, (float, np.floating)) for v in values)
+
+
+def plugin_versions(system: "PluginSystem") -> list[dict[str, Any]]:
     return [r.as_dict() for r in system.records]
 
 
 def build_pool(recipe: Recipe, ctx: RunContext) -> tuple[EmbeddingPool, dict[str, Any]]:
-    modalities, labels, notes, fingerprints = read_inputs(recipe, ctx)
-    stores = {name: encode_modality(name, data, recipe, ctx) for name, data in modalities.items()}
-    pool = EmbeddingPool.from_stores(stores, labels)
-    info = {"notes": notes, "fingerprints": fingerprints,
+    """Read and encode every modality: the run's embedding pool, and what went into it."""
+    inputs = read_inputs(recipe, ctx)
+    stores = {name: encode_modality(name, data, recipe, ctx) for name, data in inputs.modalities.items()}
+    pool = EmbeddingPool.from_stores(stores, inputs.labels)
+    info = {"notes": inputs.notes, "fingerprints": inputs.fingerprints, "continuous": sorted(inputs.continuous),
             "stores": {name: str(s.path) for name, s in stores.items()}}
     return pool, info
 
 
-def run(recipe: Recipe, system: Any, *, out_dir: str | os.PathLike[str] | None = None,
+# ----------------------------------------------------------------------------- the run
+
+def run(recipe: Recipe, system: "PluginSystem", *, out_dir: str | os.PathLike[str] | None = None,
         cache_dir: str | os.PathLike[str] | None = None, progress: bool | None = None,
         tasks: list[str] | None = None) -> dict[str, Any]:
     """Run a validated recipe; returns the run record (also written to run.json)."""
@@ -130,31 +163,59 @@ def run(recipe: Recipe, system: Any, *, out_dir: str | os.PathLike[str] | None =
         "plugins": plugin_versions(system), "status": "running",
     }
     atomic_write_json(out / "run.json", record)
-    pool, info = build_pool(recipe, ctx)
-    ctx.pool = pool
+    ctx.pool, info = build_pool(recipe, ctx)
     record["inputs"] = info["fingerprints"]
     record["stores"] = info["stores"]
-    summary = pool.summary()
+    summary = data_summary(ctx.pool, recipe, info)
+    ctx.write_json("data_summary.json", summary)
+    ctx.write_json("labels.json", ctx.pool.labels)  # patient label tables: `fusionkit export` carries them
+    if recipe.output.get("save_aggregates", True):
+        _save_sampling(ctx, out)
+    metrics = _run_tasks(ctx, out / "metrics.json", tasks)
+    if recipe.tasks:
+        _write_report(ctx, metrics, summary)
+    record.update({"status": "finished", "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+                   "timings_s": {k: round(v, 3) for k, v in ctx.timings.items()},
+                   "wall_s": round(time.perf_counter() - t_start, 3)})
+    atomic_write_json(out / "run.json", record)
+    return record
+
+
+def data_summary(pool: EmbeddingPool, recipe: Recipe, info: dict[str, Any]) -> dict[str, Any]:
+    """The run's ``data_summary.json``: availability per modality by the recipe's primary
+    label (``labels.primary``), embedding statistics, value counts of the class labels and
+    the range of the continuous ones, reader notes."""
+    continuous = set(info.get("continuous", ()))
+    summary = pool.summary(recipe.primary_label)
+    summary["primary_label"] = recipe.primary_label
     summary["notes"] = info["notes"]
     summary["labels"] = {name: _value_counts(table) for name, table in pool.labels.items()
-                         if name not in ("tmb",)}
-    ctx.write_json("data_summary.json", summary)
-    ctx.write_json("labels.json", pool.labels)  # patient label tables: `fusionkit export` carries them
-    if recipe.output.get("save_aggregates", True):
-        for name in recipe.sampling:
-            t0 = time.perf_counter()
-            agg = ctx.sample(name, seed_keys=("dataset", name))
-            save_aggregates(out / "aggregates" / safe_name(name), agg)
-            ctx.timings[f"aggregate:{name}"] = time.perf_counter() - t0
+                         if name not in continuous}
+    ranges = {name: _value_range(pool.labels[name]) for name in sorted(continuous) if name in pool.labels}
+    if ranges:
+        summary["continuous_labels"] = ranges
+    return summary
+
+
+def _save_sampling(ctx: RunContext, out: Path) -> None:
+    """Every recipe sampling entry, aggregated, under ``aggregates/<name>/``."""
+    for name in ctx.recipe.sampling:
+        t0 = time.perf_counter()
+        agg = ctx.sample(name, seed_keys=("dataset", name))
+        save_aggregates(out / "aggregates" / safe_name(name), agg)
+        ctx.timings[f"aggregate:{name}"] = time.perf_counter() - t0
+
+
+def _run_tasks(ctx: RunContext, metrics_path: Path, only: list[str] | None) -> dict[str, Any]:
+    """Run the recipe's tasks (or ``only`` these); metrics.json is rewritten after each one."""
     metrics: dict[str, Any] = {}
-    metrics_path = out / "metrics.json"
     if metrics_path.exists():
         try:
             metrics = json.loads(metrics_path.read_text())
         except json.JSONDecodeError:
             metrics = {}
-    for tname, spec in recipe.tasks.items():
-        if tasks is not None and tname not in tasks:
+    for tname, spec in ctx.recipe.tasks.items():
+        if only is not None and tname not in only:
             continue
         t0 = time.perf_counter()
         task = ctx.build(spec)
@@ -165,13 +226,7 @@ def run(recipe: Recipe, system: Any, *, out_dir: str | os.PathLike[str] | None =
         atomic_write_json(metrics_path, metrics)  # after each task: nothing finished is lost
         ctx.timings[f"task:{tname}"] = time.perf_counter() - t0
     ctx.task_name = None
-    if recipe.tasks:
-        _write_report(ctx, metrics, summary)
-    record.update({"status": "finished", "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(),
-                   "timings_s": {k: round(v, 3) for k, v in ctx.timings.items()},
-                   "wall_s": round(time.perf_counter() - t_start, 3)})
-    atomic_write_json(out / "run.json", record)
-    return record
+    return metrics
 
 
 def _value_counts(table: dict[str, Any]) -> dict[str, int]:
@@ -179,6 +234,22 @@ def _value_counts(table: dict[str, Any]) -> dict[str, int]:
     for v in table.values():
         counts[str(v)] = counts.get(str(v), 0) + 1
     return dict(sorted(counts.items(), key=lambda kv: -kv[1])[:50])
+
+
+def _value_range(table: dict[str, Any]) -> dict[str, Any]:
+    """Patients with a numeric value, and min/median/max (values that are not numbers are skipped)."""
+    numbers = []
+    for v in table.values():
+        try:
+            numbers.append(float(v))
+        except (TypeError, ValueError):
+            continue
+    values = np.asarray(numbers, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return {"patients": 0}
+    return {"patients": int(len(values)), "min": float(values.min()), "median": float(np.median(values)),
+            "max": float(values.max())}
 
 
 def _write_report(ctx: RunContext, metrics: dict[str, Any], summary: dict[str, Any]) -> None:

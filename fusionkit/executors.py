@@ -14,7 +14,7 @@ import os
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from .errors import FusionkitError
 from .store import atomic_write_bytes
@@ -24,13 +24,29 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Unit:
-    """One independent piece of work: ``fn(*args, **kwargs)`` with a cache key."""
+    """One independent piece of work: ``fn(*args, **kwargs)`` with a cache key.
+
+    ``label`` names it in progress bars and errors; ``gpu`` asks executors that
+    place work (Ray) for a GPU to run it on, when the cluster has one.
+    """
 
     key: str
     fn: Callable[..., Any]
     args: tuple = ()
     kwargs: dict = field(default_factory=dict)
     label: str = ""
+    gpu: bool = False
+
+
+class Executor(Protocol):
+    """What the core asks of an executor (``local``, ``ray``): a name and ``map``."""
+
+    #: "local" runs encoding in the driver process; other executors ship the units
+    name: str
+
+    def map(self, units: list[Unit]) -> Iterator[tuple[Unit, Any]]:
+        """Run units, yielding ``(unit, result)`` as each finishes (any order)."""
+        ...
 
 
 class UnitCache:
@@ -101,7 +117,7 @@ class LocalExecutor:
             _FORK_UNITS = []
 
 
-def make_executor(name: str = "local", **params: Any) -> Any:
+def make_executor(name: str = "local", **params: Any) -> Executor:
     if name == "local":
         return LocalExecutor(workers=params.get("workers", 1))
     if name == "ray":
@@ -114,7 +130,7 @@ def make_executor(name: str = "local", **params: Any) -> Any:
     raise FusionkitError(f"unknown executor {name!r}", where="executor.name", hint="use 'local' or 'ray'")
 
 
-def run_units(units: Iterable[Unit], cache: UnitCache, executor: Any, *, progress: Any = None) -> dict[str, Any]:
+def run_units(units: Iterable[Unit], cache: UnitCache, executor: Executor, *, progress: Any = None) -> dict[str, Any]:
     """Run every unit whose key is not cached yet; return {key: result} for all units."""
     units = list(units)
     keys = [u.key for u in units]

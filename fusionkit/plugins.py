@@ -29,6 +29,7 @@ from typing import Any, Iterable
 import pluggy
 
 from . import hookspecs
+from .components import BASES
 from .errors import PluginError
 from .registry import ComponentInfo, Registry, suggest
 
@@ -54,13 +55,17 @@ BUILTIN_PLUGINS = (
     "fusionkit_plugins.readers.image",
     "fusionkit_plugins.readers.patch_features",
     "fusionkit_plugins.readers.scverse",
+    "fusionkit_plugins.readers.slides",
     "fusionkit_plugins.readers.tcga",
     "fusionkit_plugins.readers.synthetic",
     "fusionkit_plugins.indexes.faiss",
     "fusionkit_plugins.indexes.numpy_exact",
     "fusionkit_plugins.indexes.query",
     "fusionkit_plugins.tasks.recognizer.task",
-    "fusionkit_plugins.tasks.patient.tasks",
+    "fusionkit_plugins.tasks.patient.classifier",
+    "fusionkit_plugins.tasks.patient.gmm",
+    "fusionkit_plugins.tasks.patient.similarity",
+    "fusionkit_plugins.tasks.patient.retrieval",
     "fusionkit_plugins.tasks.distill.task",
 )
 
@@ -79,7 +84,8 @@ LEGACY_BUILTIN_NAMES = {
     "builtin.tile_encoders": ("builtin.encoders.tiles",),
     "builtin.indexes": ("builtin.indexes.faiss", "builtin.indexes.numpy_exact", "builtin.indexes.query"),
     "builtin.tasks_recognizer": ("builtin.tasks.recognizer.task",),
-    "builtin.tasks_patient": ("builtin.tasks.patient.tasks",),
+    "builtin.tasks_patient": ("builtin.tasks.patient.classifier", "builtin.tasks.patient.gmm",
+                              "builtin.tasks.patient.similarity", "builtin.tasks.patient.retrieval"),
     "builtin.distill": ("builtin.tasks.distill.task",),
 }
 
@@ -278,14 +284,14 @@ class PluginSystem:
                         self.registry.remove_plugin(record.name)
 
     def _make_register(self, kind: str, record: PluginRecord):
+        base = BASES[kind]
+
         def register(name: str, factory: Any, *, override: bool = False, **metadata: Any) -> None:
-            if not inspect.isclass(factory) and not callable(factory):
-                raise PluginError(f"{kind} {name!r}: factory must be a class or callable",
-                                  where=record.label)
-            try:
-                factory.component_kind = kind  # type: ignore[attr-defined]
-            except (AttributeError, TypeError):
-                pass
+            if not (inspect.isclass(factory) and issubclass(factory, base)):
+                raise PluginError(f"{kind} {name!r}: the factory must be a subclass of fusionkit.{base.__name__}, "
+                                  f"got {factory!r}", where=record.label,
+                                  hint=f"define `class MyComponent({base.__name__})` (it declares what the "
+                                       "core reads, with defaults) and register the class")
             info = ComponentInfo(kind=kind, name=name, factory=factory, plugin=record.name,
                                  dist=record.dist, version=record.version, metadata=metadata,
                                  builtin=record.builtin)
@@ -325,11 +331,13 @@ class PluginSystem:
 
     def create(self, kind: str, name: str, params: dict[str, Any] | None = None, *,
                where: str | None = None) -> Any:
-        from .recipe import bind_params  # local import: recipe imports us
+        """Bind ``params`` (defaults filled, checked) and build the component.
 
+        A recipe's components are built from their already bound ``Spec``
+        (``RunContext.build``); this is for parameters that were never bound.
+        """
         info = self.info(kind, name, where=where)
-        bound = bind_params(info, params or {}, where=where)
-        return info.factory(**bound)
+        return info.build(info.bind(params or {}, where=where))
 
 
 def _module_hooks(module: Any) -> tuple[list[str], list[str]]:

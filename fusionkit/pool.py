@@ -14,7 +14,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from .components import Aggregates, DrawPlan
+from .components import Aggregates, Aggregator, DrawPlan
 from .errors import DataError
 
 
@@ -170,8 +170,9 @@ class EmbeddingPool:
                                         None if modalities is None else sorted(modalities)])
         return pool
 
-    def summary(self, label: str = "cancer_type") -> dict[str, Any]:
-        """Items and patients per modality (and per label value), and embedding statistics.
+    def summary(self, label: str | None = None) -> dict[str, Any]:
+        """Items and patients per modality (and per value of ``label``, when given and
+        known: the recipe's ``labels.primary``), and embedding statistics.
 
         The per-modality mean vector norm and the norm of the mean vector are
         reported because a modality's recognisability inside a sum depends on
@@ -191,19 +192,24 @@ class EmbeddingPool:
                 "norm_of_mean": float(np.linalg.norm(X.mean(axis=0))) if len(X) else 0.0,
                 "mean_std": float(X.std(axis=0).mean()) if len(X) else 0.0,
             }
-            try:
-                lab = self.patient_label(label, np.unique(pids))
-                vals, counts = np.unique(np.array([str(x) for x in lab]), return_counts=True)
-                entry[f"patients_by_{label}"] = {str(a): int(b) for a, b in zip(vals, counts)}
-            except DataError:
-                pass
+            if label is not None:
+                entry.update(self._patients_by(label, pids))
             out["modalities"][name] = entry
         return out
+
+    def _patients_by(self, label: str, pids: np.ndarray) -> dict[str, Any]:
+        """``{"patients_by_<label>": {value: patients}}``, or nothing when the label is unknown."""
+        try:
+            lab = self.patient_label(label, np.unique(pids))
+        except DataError:
+            return {}
+        vals, counts = np.unique(np.array([str(x) for x in lab]), return_counts=True)
+        return {f"patients_by_{label}": {str(a): int(b) for a, b in zip(vals, counts)}}
 
 
 # ----------------------------------------------------------------------------- aggregation
 
-def aggregate(plan: DrawPlan, pool: EmbeddingPool, aggregator: Any, *, chunk: int = 2048,
+def aggregate(plan: DrawPlan, pool: EmbeddingPool, aggregator: Aggregator, *, chunk: int = 2048,
               noise_seed: int = 0, out: np.ndarray | None = None, progress: Any = None,
               threads: int | None = 1) -> Aggregates:
     """Gather the rows a plan names and reduce them, chunk by chunk.
@@ -216,73 +222,90 @@ def aggregate(plan: DrawPlan, pool: EmbeddingPool, aggregator: Any, *, chunk: in
     N(0, plan.noise_std) vectors from a generator seeded by ``noise_seed`` and
     the chunk's start, so results do not depend on execution order.
     """
-    mods = plan.modalities
-    for m in mods:
+    for m in plan.modalities:
         if m not in pool.views:
             raise DataError(f"plan uses modality {m!r} that is not in the pool ({', '.join(pool.modalities)})")
-    d = pool.dim
     n, r, kmax = plan.mod.shape
-    out_dim = int(aggregator.output_dim(d, kmax))
+    reducer = _ChunkReducer(plan, pool, aggregator, max(1, int(chunk)), noise_seed)
     if out is None:
-        out = np.empty((n, r * out_dim), dtype=np.float32)
-    embs = [pool.views[m].embeddings for m in mods]
-    linear = bool(getattr(aggregator, "linear", False))
-    center = bool(getattr(aggregator, "center", False))
-    means = [pool.views[m].mean() if center else None for m in mods]
-    norms: list[np.ndarray | None] = [None] * len(mods)
-    if linear and getattr(aggregator, "l2_normalize", False):
-        norms = [_row_norms(e, mu) for e, mu in zip(embs, means)]
-    chunk = max(1, int(chunk))
-    buf = None if linear else np.empty((chunk * r, kmax, d), dtype=np.float32)
-    starts = range(0, n, chunk)
+        out = np.empty((n, r * reducer.out_dim), dtype=np.float32)
 
     def one_chunk(start: int) -> None:
-        stop = min(n, start + chunk)
-        c = stop - start
-        mod = plan.mod[start:stop].reshape(c * r, kmax)
-        item = plan.item[start:stop].reshape(c * r, kmax)
-        noise = plan.noise[start:stop].reshape(c * r, kmax)
-        mask = mod >= 0
-        if linear:
-            reduced = _linear_reduce(aggregator, embs, norms, means, mod, item, noise, mask, d)
-            if noise.any():
-                w = aggregator.weights(mask)[noise]
-                vec = _noise(noise_seed, start, int(noise.sum()), d, plan.noise_std)
-                if getattr(aggregator, "l2_normalize", False):
-                    vec /= np.maximum(np.linalg.norm(vec, axis=1, keepdims=True), 1e-12)
-                rows = np.nonzero(noise)[0]
-                np.add.at(reduced, rows, vec * w[:, None])
-        else:
-            G = buf[: c * r]
-            G.fill(0.0)
-            for mi, emb in enumerate(embs):
-                sel = (mod == mi) & ~noise
-                if sel.any():
-                    G[sel] = emb[item[sel]]
-                    if means[mi] is not None:
-                        G[sel] -= means[mi]
-            if noise.any():
-                G[noise] = _noise(noise_seed, start, int(noise.sum()), d, plan.noise_std)
-            reduced = aggregator.reduce(G, mask)
-        out[start:stop] = reduced.reshape(c, r * out_dim)
+        stop = min(n, start + reducer.chunk)
+        out[start:stop] = reducer(start, stop).reshape(stop - start, r * reducer.out_dim)
 
+    starts = range(0, n, reducer.chunk)
     # linear chunks are independent (disjoint output rows, per-chunk noise seeds) and
-    # scipy's sparse product releases the GIL: run them on up to `threads` cores
-    workers = 1 if not linear else max(1, min(int(threads or os.cpu_count() or 1), len(starts)))  # None: all cores
+    # scipy's sparse product releases the GIL: run them on up to `threads` cores (None: all)
+    workers = 1 if not reducer.linear else max(1, min(int(threads or os.cpu_count() or 1), len(starts)))
+    _run_chunks(one_chunk, starts, workers, progress)
+    return Aggregates(X=out, modalities=list(plan.modalities), counts=plan.counts(), k=plan.k.copy(),
+                      patient_ids=None if plan.patient_ids is None else plan.patient_ids.copy(),
+                      group_labels={k: v.copy() for k, v in plan.group_labels.items()},
+                      meta={**plan.meta, "repeats": r, "k_max": kmax, "dim": pool.dim})
+
+
+class _ChunkReducer:
+    """Reduces rows [start, stop) of a plan to ``(c * r, out_dim)``, as ``aggregate`` describes."""
+
+    def __init__(self, plan: DrawPlan, pool: EmbeddingPool, aggregator: Aggregator, chunk: int, noise_seed: int):
+        self.plan, self.aggregator, self.chunk, self.noise_seed = plan, aggregator, chunk, noise_seed
+        self.d = pool.dim
+        _, self.r, self.kmax = plan.mod.shape
+        self.out_dim = int(aggregator.output_dim(self.d, self.kmax))
+        self.embs = [pool.views[m].embeddings for m in plan.modalities]
+        self.linear = bool(aggregator.linear)
+        self.means = [pool.views[m].mean() if aggregator.center else None for m in plan.modalities]
+        self.norms: list[np.ndarray | None] = [None] * len(self.embs)
+        if self.linear and aggregator.l2_normalize:
+            self.norms = [_row_norms(e, mu) for e, mu in zip(self.embs, self.means)]
+        self.buf = None if self.linear else np.empty((chunk * self.r, self.kmax, self.d), dtype=np.float32)
+
+    def __call__(self, start: int, stop: int) -> np.ndarray:
+        shape = ((stop - start) * self.r, self.kmax)
+        mod = self.plan.mod[start:stop].reshape(shape)
+        item = self.plan.item[start:stop].reshape(shape)
+        noise = self.plan.noise[start:stop].reshape(shape)
+        if self.linear:
+            return self._linear(start, mod, item, noise)
+        return self._gathered(start, mod, item, noise)
+
+    def _linear(self, start: int, mod: np.ndarray, item: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        mask = mod >= 0
+        reduced = _linear_reduce(self.aggregator, self.embs, self.norms, self.means, mod, item, noise, mask, self.d)
+        if noise.any():
+            w = self.aggregator.weights(mask)[noise]
+            vec = _noise(self.noise_seed, start, int(noise.sum()), self.d, self.plan.noise_std)
+            if self.aggregator.l2_normalize:
+                vec /= np.maximum(np.linalg.norm(vec, axis=1, keepdims=True), 1e-12)
+            np.add.at(reduced, np.nonzero(noise)[0], vec * w[:, None])
+        return reduced
+
+    def _gathered(self, start: int, mod: np.ndarray, item: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        G = self.buf[: mod.shape[0]]
+        G.fill(0.0)
+        for mi, emb in enumerate(self.embs):
+            sel = (mod == mi) & ~noise
+            if sel.any():
+                G[sel] = emb[item[sel]]
+                if self.means[mi] is not None:
+                    G[sel] -= self.means[mi]
+        if noise.any():
+            G[noise] = _noise(self.noise_seed, start, int(noise.sum()), self.d, self.plan.noise_std)
+        return self.aggregator.reduce(G, mod >= 0)
+
+
+def _run_chunks(one_chunk: Any, starts: range, workers: int, progress: Any) -> None:
     if workers == 1:
         for start in (progress(starts) if progress is not None else starts):
             one_chunk(start)
-    else:
-        from concurrent.futures import ThreadPoolExecutor
+        return
+    from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(max_workers=workers) as pool_:
-            done = pool_.map(one_chunk, starts)
-            for _ in (progress(done, total=len(starts)) if progress is not None else done):
-                pass
-    return Aggregates(X=out, modalities=list(mods), counts=plan.counts(), k=plan.k.copy(),
-                      patient_ids=None if plan.patient_ids is None else plan.patient_ids.copy(),
-                      group_labels={k: v.copy() for k, v in plan.group_labels.items()},
-                      meta={**plan.meta, "repeats": r, "k_max": kmax, "dim": d})
+    with ThreadPoolExecutor(max_workers=workers) as pool_:
+        done = pool_.map(one_chunk, starts)
+        for _ in (progress(done, total=len(starts)) if progress is not None else done):
+            pass
 
 
 def _noise(seed: int, start: int, count: int, d: int, std: float) -> np.ndarray:
@@ -299,7 +322,7 @@ def _row_norms(emb: np.ndarray, mu: np.ndarray | None = None, block: int = 65536
     return out
 
 
-def _linear_reduce(aggregator: Any, embs: list[np.ndarray], norms: list[np.ndarray | None],
+def _linear_reduce(aggregator: Aggregator, embs: list[np.ndarray], norms: list[np.ndarray | None],
                    means: list[np.ndarray | None], mod: np.ndarray, item: np.ndarray, noise: np.ndarray,
                    mask: np.ndarray, d: int) -> np.ndarray:
     """sum_j w_ij * emb[item_ij] for every aggregate row i, as sparse products."""

@@ -229,7 +229,7 @@ class RayExecutor:
                     unit = units[nxt]
                     opts: dict[str, Any] = {"num_cpus": 1, "max_retries": self.max_retries,
                                             "retry_exceptions": False, "name": (unit.label or unit.key)[:100]}
-                    if gpu and getattr(unit.fn, "gpu", False):
+                    if gpu and unit.gpu:
                         opts["num_gpus"] = gpu
                         opts["max_calls"] = 0  # keep the worker (and its loaded model) between units
                     ref = remote.options(**opts).remote(token, blob_ref, payloads[nxt])

@@ -16,7 +16,10 @@ A recipe (schema 1)::
         input: rna                   # modality of the reader's output (default: the key)
         encoder: {name: rna-vae, params: {epochs: 20}}
         adapter: {name: zero-pad}    # optional width adapter
-    labels: [{name: tcga-labels, params: {root: ${root}}}]
+    labels: [{name: tcga-labels, params: {root: ${root}}}]   # label readers, or the long form:
+    # labels: {readers: [...], primary: cancer_type, continuous: [tmb]}
+    #   primary: the label the data summary counts patients by (default cancer_type)
+    #   continuous: labels that are measurements (summarised by range, not value counts)
     sampling:   {<name>: {name: modality-level, params: {...}}}
     perturbations: {<name>: {name: gaussian-replace, params: {...}}}
     aggregator: {name: sum}
@@ -33,7 +36,6 @@ directory.
 from __future__ import annotations
 
 import copy
-import inspect
 import os
 import re
 from dataclasses import dataclass, field
@@ -42,7 +44,7 @@ from typing import Any
 
 import yaml
 
-from .errors import ComponentError, FusionkitError, RecipeError
+from .errors import FusionkitError, RecipeError
 from .registry import ComponentInfo, suggest
 
 SCHEMA_VERSION = 1
@@ -51,6 +53,9 @@ TOP_KEYS = ("schema", "name", "description", "seed", "width", "vars", "data", "m
 MODALITY_KEYS = ("reader", "input", "encoder", "adapter", "enabled")
 SPEC_KEYS = ("name", "params")
 OUTPUT_KEYS = ("dir", "cache", "save_aggregates")
+LABEL_KEYS = ("readers", "primary", "continuous")
+#: the label the data summary breaks availability down by, unless ``labels.primary`` names another
+DEFAULT_PRIMARY_LABEL = "cancer_type"
 EXECUTORS = ("local", "ray")
 EXECUTOR_PARAMS = {"local": ("workers",), "ray": ("workers", "address", "num_cpus", "num_gpus")}
 _PATH_PARAM = re.compile(r"(^|_)(path|paths|root|dir|file|files|folder|ids)$")
@@ -107,6 +112,9 @@ def apply_overrides(raw: dict[str, Any], sets: list[str] | tuple[str, ...]) -> d
             elif isinstance(nxt, str) and _is_spec_path(parts, i):
                 nxt = {"name": nxt}
                 node[part] = nxt
+            elif isinstance(nxt, list) and i == 0 and part == "labels":  # short form -> long form
+                nxt = {"readers": nxt}
+                node[part] = nxt
             elif not isinstance(nxt, dict):
                 raise RecipeError(f"--set {expr!r}: {'.'.join(parts[:i + 1])} is not a mapping")
             node = nxt
@@ -137,79 +145,6 @@ def interpolate(obj: Any, variables: dict[str, Any], where: str = "") -> Any:
     if isinstance(obj, dict):
         return {k: interpolate(v, variables, f"{where}.{k}" if where else str(k)) for k, v in obj.items()}
     return obj
-
-
-# ----------------------------------------------------------------------------- binding
-
-def bind_params(info: ComponentInfo, params: dict[str, Any], *, where: str | None = None) -> dict[str, Any]:
-    """Check ``params`` against the component's constructor; return all params with defaults."""
-    factory = info.factory
-    try:
-        sig = inspect.signature(factory.__init__ if inspect.isclass(factory) else factory)
-    except (TypeError, ValueError):  # pragma: no cover
-        return dict(params)
-    plist = [p for p in sig.parameters.values() if p.name != "self"]
-    accepts_kwargs = any(p.kind is p.VAR_KEYWORD for p in plist)
-    named = {p.name: p for p in plist if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
-    issues: list[FusionkitError] = []
-    if not isinstance(params, dict):
-        raise ComponentError(f"params of {info.kind} {info.name!r} must be a mapping, got {type(params).__name__}",
-                             where=where)
-    for key in params:
-        if key not in named and not accepts_kwargs:
-            hint = suggest(key, list(named)) or f"accepted: {', '.join(named) or '(none)'}"
-            issues.append(ComponentError(f"unknown parameter {key!r} for {info.kind} {info.name!r}",
-                                         where=f"{where}.params.{key}" if where else None, hint=hint))
-    out: dict[str, Any] = {}
-    for name, p in named.items():
-        if name in params:
-            value = params[name]
-            problem = _type_problem(value, p.default, p.annotation)
-            if problem:
-                issues.append(ComponentError(f"parameter {name!r} of {info.kind} {info.name!r} {problem}",
-                                             where=f"{where}.params.{name}" if where else None))
-            out[name] = value
-        elif p.default is p.empty:
-            issues.append(ComponentError(f"missing required parameter {name!r} for {info.kind} {info.name!r}",
-                                         where=f"{where}.params" if where else None))
-        else:
-            out[name] = copy.deepcopy(p.default)
-    if accepts_kwargs:
-        for key, value in params.items():
-            out.setdefault(key, value)
-    if issues:
-        if len(issues) == 1:
-            raise issues[0]
-        raise RecipeError(f"{len(issues)} parameter problems", where=where, issues=issues)
-    return out
-
-
-_SIMPLE_ANNOTATIONS = {"int": 0, "float": 0.0, "bool": False, "str": ""}
-
-
-def _type_problem(value: Any, default: Any, annotation: Any = inspect.Parameter.empty) -> str | None:
-    """Light type check: by a simple annotation (int/float/bool/str) when there is one,
-    else by the default's type. ``Any``, unions and containers are not checked."""
-    if annotation is not inspect.Parameter.empty:
-        name = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
-        if name not in _SIMPLE_ANNOTATIONS:
-            return None
-        default = _SIMPLE_ANNOTATIONS[name]
-    if default is inspect.Parameter.empty or default is None or value is None:
-        return None
-    if isinstance(default, bool):
-        return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
-    if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, (int, list, tuple)):
-            return f"must be an integer, got {value!r}"
-        return None
-    if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float, list, tuple)):
-            return f"must be a number, got {value!r}"
-        return None
-    if isinstance(default, str):
-        return None if isinstance(value, (str, list, dict)) else f"must be a string, got {value!r}"
-    return None
 
 
 # ----------------------------------------------------------------------------- recipe objects
@@ -262,6 +197,10 @@ class Recipe:
     executor: dict[str, Any]
     description: str = ""
     raw: dict[str, Any] = field(default_factory=dict)
+    #: the label the data summary counts patients by (``labels.primary``)
+    primary_label: str = DEFAULT_PRIMARY_LABEL
+    #: labels that are measurements, not classes (``labels.continuous``)
+    continuous_labels: tuple[str, ...] = ()
 
     @property
     def base_dir(self) -> Path:
@@ -280,7 +219,8 @@ class Recipe:
                 m.name: {"reader": m.reader.to_dict(), "input": m.input, "encoder": m.encoder.to_dict(),
                          **({"adapter": m.adapter.to_dict()} if m.adapter else {})}
                 for m in self.modalities.values()},
-            "labels": [s.to_dict() for s in self.labels],
+            "labels": {"readers": [s.to_dict() for s in self.labels], "primary": self.primary_label,
+                       "continuous": list(self.continuous_labels)},
             "sampling": {k: s.to_dict() for k, s in self.sampling.items()},
             "perturbations": {k: s.to_dict() for k, s in self.perturbations.items()},
             "aggregator": self.aggregator.to_dict(),
@@ -356,50 +296,55 @@ def _resolve_path_value(value: Any, base: Path) -> Any:
     return value
 
 
-def _spec(c: _Collector, system: Any, kind: str, raw: Any, where: str, base: Path) -> Spec | None:
-    if raw is None:
-        c.add(f"missing {kind}", where, f"give a {kind} name, e.g. `{where.rsplit('.', 1)[-1]}: NAME`")
-        return None
-    if isinstance(raw, str):
-        raw = {"name": raw}
-    if not isinstance(raw, dict):
-        c.add(f"a {kind} must be a name or a mapping with name/params, got {type(raw).__name__}", where)
-        return None
-    _unknown_keys(c, raw, SPEC_KEYS, where)
-    name = raw.get("name")
-    if not isinstance(name, str) or not name:
-        c.add(f"{kind} needs a 'name'", where, f"see `fusionkit list {kind}s`")
-        return None
-    params = raw.get("params") or {}
-    if not isinstance(params, dict):
-        c.add(f"params must be a mapping, got {type(params).__name__}", f"{where}.params")
-        return None
-    try:
-        info = system.info(kind, name, where=f"{where}.name")
-    except FusionkitError as err:
-        c.add_error(err, f"{where}.name")
-        return None
-    try:
-        bound = bind_params(info, params, where=where)
-    except FusionkitError as err:
-        c.add_error(err, where)
-        return None
-    bound = _resolve_paths(bound, base)
-    return Spec(kind=kind, name=name, params=bound, where=where, info=info)
+class _Specs:
+    """Resolves component entries of one recipe: name -> registry, params bound once."""
 
+    def __init__(self, c: _Collector, system: Any, base: Path):
+        self.c, self.system, self.base = c, system, base
 
-def _named_specs(c: _Collector, system: Any, kind: str, raw: Any, where: str, base: Path) -> dict[str, Spec]:
-    out: dict[str, Spec] = {}
-    if raw is None:
+    def spec(self, kind: str, raw: Any, where: str) -> Spec | None:
+        c = self.c
+        if raw is None:
+            c.add(f"missing {kind}", where, f"give a {kind} name, e.g. `{where.rsplit('.', 1)[-1]}: NAME`")
+            return None
+        if isinstance(raw, str):
+            raw = {"name": raw}
+        if not isinstance(raw, dict):
+            c.add(f"a {kind} must be a name or a mapping with name/params, got {type(raw).__name__}", where)
+            return None
+        _unknown_keys(c, raw, SPEC_KEYS, where)
+        name = raw.get("name")
+        if not isinstance(name, str) or not name:
+            c.add(f"{kind} needs a 'name'", where, f"see `fusionkit list {kind}s`")
+            return None
+        params = raw.get("params") or {}
+        if not isinstance(params, dict):
+            c.add(f"params must be a mapping, got {type(params).__name__}", f"{where}.params")
+            return None
+        try:
+            info = self.system.info(kind, name, where=f"{where}.name")
+        except FusionkitError as err:
+            c.add_error(err, f"{where}.name")
+            return None
+        try:
+            bound = info.bind(params, where=where)  # the one binding; components are built from it
+        except FusionkitError as err:
+            c.add_error(err, where)
+            return None
+        return Spec(kind=kind, name=name, params=_resolve_paths(bound, self.base), where=where, info=info)
+
+    def named(self, kind: str, raw: Any, where: str) -> dict[str, Spec]:
+        out: dict[str, Spec] = {}
+        if raw is None:
+            return out
+        if not isinstance(raw, dict):
+            self.c.add(f"{where} must map names to {kind}s", where, f"e.g. {where}: {{my_{kind}: {{name: NAME}}}}")
+            return out
+        for key, value in raw.items():
+            spec = self.spec(kind, value, f"{where}.{key}")
+            if spec is not None:
+                out[str(key)] = spec
         return out
-    if not isinstance(raw, dict):
-        c.add(f"{where} must map names to {kind}s", where, f"e.g. {where}: {{my_{kind}: {{name: NAME}}}}")
-        return out
-    for key, value in raw.items():
-        spec = _spec(c, system, kind, value, f"{where}.{key}", base)
-        if spec is not None:
-            out[str(key)] = spec
-    return out
 
 
 def validate(raw: dict[str, Any], system: Any, *, path: str | os.PathLike[str] | None = None,
@@ -407,12 +352,40 @@ def validate(raw: dict[str, Any], system: Any, *, path: str | os.PathLike[str] |
     """Validate a raw recipe against the registry; every problem is reported at once.
 
     Nothing heavy is imported: only component classes and their signatures.
+    Section by section; then nested components and components' own
+    cross-checks (``check_recipe``) run on the assembled recipe.
     """
     path = Path(path).resolve() if path else None
-    source = str(path) if path else ""
-    c = _Collector(source)
+    c = _Collector(str(path) if path else "")
     raw = apply_overrides(raw, sets)
-    base = path.parent if path else Path.cwd()
+    specs = _Specs(c, system, path.parent if path else Path.cwd())
+    body, variables = _header(c, raw)
+    seed, width = _seed_and_width(c, body)
+    modalities = _modalities(specs, body)
+    labels, primary, continuous = _labels(specs, body.get("labels"))
+    sampling = specs.named("sampler", body.get("sampling"), "sampling")
+    perturbations = specs.named("perturbation", body.get("perturbations"), "perturbations")
+    aggregator = specs.spec("aggregator", body.get("aggregator", "sum"), "aggregator")
+    index = specs.spec("index", body["index"], "index") if body.get("index") is not None else None
+    tasks = specs.named("task", body.get("tasks"), "tasks")
+    name = str(body.get("name") or (path.stem if path else "recipe"))
+    recipe = Recipe(
+        path=path, name=name, seed=seed, width=width, vars=dict(variables),
+        modalities=modalities, labels=labels, sampling=sampling, perturbations=perturbations,
+        aggregator=aggregator or Spec("aggregator", "sum", {}, "aggregator"), index=index, tasks=tasks,
+        output=_output(c, body, name), executor=_executor(c, body), description=str(body.get("description") or ""),
+        raw=raw, primary_label=primary, continuous_labels=continuous,
+    )
+    _nested_components(specs, recipe)
+    _cross_checks(c, recipe)
+    if c.issues:
+        n = len(c.issues)
+        raise RecipeError(f"recipe is invalid ({n} problem{'s' if n > 1 else ''})", issues=c.issues)
+    return recipe
+
+
+def _header(c: _Collector, raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Top-level keys, schema version and ``${var}`` interpolation: (body, vars)."""
     _unknown_keys(c, raw, TOP_KEYS, "")
     schema = raw.get("schema", SCHEMA_VERSION)
     if schema != SCHEMA_VERSION:
@@ -426,6 +399,10 @@ def validate(raw: dict[str, Any], system: Any, *, path: str | os.PathLike[str] |
     except FusionkitError as err:
         c.add_error(err, "vars")
         body = raw
+    return body, variables
+
+
+def _seed_and_width(c: _Collector, body: dict[str, Any]) -> tuple[int, int]:
     seed = body.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
         c.add(f"seed must be an integer, got {seed!r}", "seed")
@@ -434,74 +411,93 @@ def validate(raw: dict[str, Any], system: Any, *, path: str | os.PathLike[str] |
     if isinstance(width, bool) or not isinstance(width, int) or width <= 0:
         c.add(f"width must be a positive integer, got {width!r}", "width")
         width = 768
+    return int(seed), int(width)
 
+
+def _modalities(specs: _Specs, body: dict[str, Any]) -> dict[str, ModalitySpec]:
+    c = specs.c
     data = body.get("data") or {}
     if not isinstance(data, dict):
         c.add("data must be a mapping", "data")
         data = {}
     _unknown_keys(c, data, ("reader",), "data")
-    default_reader_raw = data.get("reader")
-
-    modalities: dict[str, ModalitySpec] = {}
     raw_mods = body.get("modalities") or {}
     if not isinstance(raw_mods, dict) or not raw_mods:
-        c.add("a recipe needs at least one modality", "modalities",
-              "e.g. modalities: {text: {encoder: sbert}}")
+        c.add("a recipe needs at least one modality", "modalities", "e.g. modalities: {text: {encoder: sbert}}")
         raw_mods = {}
+    out: dict[str, ModalitySpec] = {}
     for mname, mraw in raw_mods.items():
-        where = f"modalities.{mname}"
-        if mraw is None:
-            mraw = {}
-        if not isinstance(mraw, dict):
-            c.add("a modality must be a mapping with reader/encoder/adapter", where)
-            continue
-        _unknown_keys(c, mraw, MODALITY_KEYS, where)
-        if mraw.get("enabled", True) is False:
-            continue
-        reader_raw = mraw.get("reader", default_reader_raw)
-        if reader_raw is None:
-            c.add("no reader for this modality and no data.reader default", f"{where}.reader",
-                  "add `reader: NAME` here or `data: {reader: NAME}`")
-            reader = None
-        else:
-            reader = _spec(c, system, "reader", reader_raw,
-                           f"{where}.reader" if "reader" in mraw else "data.reader", base)
-        encoder = _spec(c, system, "encoder", mraw.get("encoder"), f"{where}.encoder", base)
-        adapter = None
-        if mraw.get("adapter") is not None:
-            adapter = _spec(c, system, "adapter", mraw.get("adapter"), f"{where}.adapter", base)
-        inp = mraw.get("input", mname)
-        if reader is not None and encoder is not None:
-            provides = getattr(reader.info.factory, "provides", ()) if reader.info else ()
-            if provides and inp not in provides:
-                c.add(f"reader {reader.name!r} does not provide modality {inp!r}", f"{where}.input",
-                      f"it provides: {', '.join(provides)}")
-            modalities[str(mname)] = ModalitySpec(name=str(mname), reader=reader, input=str(inp),
-                                                  encoder=encoder, adapter=adapter)
+        spec = _modality(specs, str(mname), {} if mraw is None else mraw, data.get("reader"))
+        if spec is not None:
+            out[str(mname)] = spec
+    return out
 
-    labels_raw = body.get("labels") or []
-    if not isinstance(labels_raw, list):
-        c.add("labels must be a list of readers", "labels")
-        labels_raw = []
-    labels = [s for i, r in enumerate(labels_raw) if (s := _spec(c, system, "reader", r, f"labels[{i}]", base))]
 
-    sampling = _named_specs(c, system, "sampler", body.get("sampling"), "sampling", base)
-    perturbations = _named_specs(c, system, "perturbation", body.get("perturbations"), "perturbations", base)
-    aggregator = _spec(c, system, "aggregator", body.get("aggregator", "sum"), "aggregator", base)
-    index = None
-    if body.get("index") is not None:
-        index = _spec(c, system, "index", body.get("index"), "index", base)
-    tasks = _named_specs(c, system, "task", body.get("tasks"), "tasks", base)
+def _modality(specs: _Specs, mname: str, mraw: Any, default_reader: Any) -> ModalitySpec | None:
+    c, where = specs.c, f"modalities.{mname}"
+    if not isinstance(mraw, dict):
+        c.add("a modality must be a mapping with reader/encoder/adapter", where)
+        return None
+    _unknown_keys(c, mraw, MODALITY_KEYS, where)
+    if mraw.get("enabled", True) is False:
+        return None
+    reader_raw = mraw.get("reader", default_reader)
+    reader = None
+    if reader_raw is None:
+        c.add("no reader for this modality and no data.reader default", f"{where}.reader",
+              "add `reader: NAME` here or `data: {reader: NAME}`")
+    else:
+        reader = specs.spec("reader", reader_raw, f"{where}.reader" if "reader" in mraw else "data.reader")
+    encoder = specs.spec("encoder", mraw.get("encoder"), f"{where}.encoder")
+    adapter = specs.spec("adapter", mraw["adapter"], f"{where}.adapter") if mraw.get("adapter") is not None else None
+    inp = str(mraw.get("input", mname))
+    if reader is None or encoder is None:
+        return None
+    provides = reader.info.factory.provides if reader.info else ()
+    if provides and inp not in provides:
+        c.add(f"reader {reader.name!r} does not provide modality {inp!r}", f"{where}.input",
+              f"it provides: {', '.join(provides)}")
+    return ModalitySpec(name=mname, reader=reader, input=inp, encoder=encoder, adapter=adapter)
 
+
+def _labels(specs: _Specs, raw: Any) -> tuple[list[Spec], str, tuple[str, ...]]:
+    """``labels``: a list of label readers, or ``{readers, primary, continuous}``."""
+    c = specs.c
+    primary, continuous, where, readers = DEFAULT_PRIMARY_LABEL, (), "labels", raw
+    if isinstance(raw, dict):
+        _unknown_keys(c, raw, LABEL_KEYS, "labels")
+        readers, where = raw.get("readers"), "labels.readers"
+        primary = raw.get("primary", DEFAULT_PRIMARY_LABEL)
+        if not isinstance(primary, str) or not primary:
+            c.add(f"labels.primary must be a label name, got {primary!r}", "labels.primary",
+                  f"e.g. primary: {DEFAULT_PRIMARY_LABEL}")
+            primary = DEFAULT_PRIMARY_LABEL
+        names = raw.get("continuous") or []
+        names = [names] if isinstance(names, str) else names
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            c.add("labels.continuous must be a list of label names", "labels.continuous", "e.g. continuous: [tmb]")
+            names = []
+        continuous = tuple(names)
+    readers = readers or []
+    if not isinstance(readers, list):
+        c.add("labels must be a list of readers", where,
+              "e.g. labels: [{name: tcga-labels}] or labels: {readers: [...], primary: cancer_type}")
+        readers = []
+    out = [s for i, r in enumerate(readers) if (s := specs.spec("reader", r, f"{where}[{i}]"))]
+    return out, primary, continuous
+
+
+def _output(c: _Collector, body: dict[str, Any], name: str) -> dict[str, Any]:
     output = body.get("output") or {}
     if not isinstance(output, dict):
         c.add("output must be a mapping", "output")
         output = {}
     _unknown_keys(c, output, OUTPUT_KEYS, "output")
-    name = str(body.get("name") or (path.stem if path else "recipe"))
-    output = {"dir": output.get("dir") or f"runs/{name}", "cache": output.get("cache"),
-              "save_aggregates": bool(output.get("save_aggregates", True))}
+    return {"dir": output.get("dir") or f"runs/{name}", "cache": output.get("cache"),
+            "save_aggregates": bool(output.get("save_aggregates", True))}
 
+
+def _executor(c: _Collector, body: dict[str, Any]) -> dict[str, Any]:
     executor = body.get("executor") or {"name": "local"}
     if isinstance(executor, str):
         executor = {"name": executor}
@@ -513,41 +509,41 @@ def validate(raw: dict[str, Any], system: Any, *, path: str | os.PathLike[str] |
     if ex_name not in EXECUTORS:
         c.add(f"unknown executor {ex_name!r}", "executor.name", suggest(str(ex_name), list(EXECUTORS)))
     ex_params = executor.get("params") or {}
-    if isinstance(ex_params, dict):
-        _unknown_keys(c, ex_params, EXECUTOR_PARAMS.get(ex_name, ()), "executor.params")
-    executor = {"name": ex_name, "params": {"workers": 1, **(ex_params if isinstance(ex_params, dict) else {})}}
+    if not isinstance(ex_params, dict):
+        ex_params = {}
+    _unknown_keys(c, ex_params, EXECUTOR_PARAMS.get(ex_name, ()), "executor.params")
+    return {"name": ex_name, "params": {"workers": 1, **ex_params}}
 
-    recipe = Recipe(
-        path=path, name=name, seed=int(seed), width=int(width), vars=dict(variables),
-        modalities=modalities, labels=labels, sampling=sampling, perturbations=perturbations,
-        aggregator=aggregator or Spec("aggregator", "sum", {}, "aggregator"), index=index, tasks=tasks,
-        output=output, executor=executor, description=str(body.get("description") or ""), raw=raw,
-    )
-    # nested components: a component class may declare params that name other components
-    # (``component_params = {"aggregator": "aggregator"}``); they are validated like any
-    # recipe component and stored resolved ({name, params} with defaults)
-    for spec in [*sampling.values(), *perturbations.values(), *tasks.values()]:
-        nested = getattr(spec.info.factory, "component_params", None) if spec.info else None
-        for param, kind in (nested or {}).items():
+
+def _components_with_params(recipe: Recipe) -> list[Spec]:
+    return [*recipe.sampling.values(), *recipe.perturbations.values(), *recipe.tasks.values()]
+
+
+def _nested_components(specs: _Specs, recipe: Recipe) -> None:
+    """Parameters that name another component (``component_params = {"aggregator":
+    "aggregator"}``) are validated like any recipe component and stored resolved
+    (``{name, params}`` with defaults)."""
+    for spec in _components_with_params(recipe):
+        nested = spec.info.factory.component_params if spec.info else {}
+        for param, kind in nested.items():
             value = spec.params.get(param)
             if value is None:
                 continue
-            sub = _spec(c, system, kind, value, f"{spec.where}.params.{param}", base)
+            sub = specs.spec(kind, value, f"{spec.where}.params.{param}")
             if sub is not None:
                 spec.params[param] = sub.to_dict()
-    # cross-references: components may check the recipe (e.g. a task naming a sampling entry)
-    for spec in [*sampling.values(), *perturbations.values(), *tasks.values()]:
-        check = getattr(spec.info.factory, "check_recipe", None) if spec.info else None
-        if callable(check):
-            try:
-                for where, message, hint in check(spec.params, recipe) or ():
-                    c.add(message, f"{spec.where}.{where}" if where else spec.where, hint)
-            except FusionkitError as err:
-                c.add_error(err, spec.where)
-    if c.issues:
-        n = len(c.issues)
-        raise RecipeError(f"recipe is invalid ({n} problem{'s' if n > 1 else ''})", issues=c.issues)
-    return recipe
+
+
+def _cross_checks(c: _Collector, recipe: Recipe) -> None:
+    """Components check the recipe around them (e.g. a task naming a sampling entry)."""
+    for spec in _components_with_params(recipe):
+        if spec.info is None:
+            continue
+        try:
+            for where, message, hint in spec.info.factory.check_recipe(spec.params, recipe) or ():
+                c.add(message, f"{spec.where}.{where}" if where else spec.where, hint)
+        except FusionkitError as err:
+            c.add_error(err, spec.where)
 
 
 def load_recipe(path: str | os.PathLike[str], system: Any, sets: list[str] | tuple[str, ...] = ()) -> Recipe:

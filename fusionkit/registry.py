@@ -1,21 +1,169 @@
 """Name-keyed component registries with metadata that can be listed without
-building anything (timm style)."""
+building anything (timm style), and the one place that reads a component's
+constructor signature (its parameter schema) and binds parameters to it.
+
+A recipe's parameters are bound once, at validation (:func:`bind_params`); the
+bound dict is kept in the recipe's ``Spec`` and the component is built from it
+with :meth:`ComponentInfo.build`, without binding again.
+"""
 
 from __future__ import annotations
 
+import copy
 import difflib
 import inspect
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .components import KINDS
-from .errors import ComponentError, PluginError
+from .errors import ComponentError, FusionkitError, PluginError, RecipeError
+
+#: component kinds, in pipeline order (the registry keys; one hook each)
+KINDS = ("reader", "encoder", "adapter", "sampler", "perturbation", "aggregator", "index", "task")
+#: input kinds a reader may produce and an encoder may consume
+INPUT_KINDS = ("matrix", "text", "image", "embedding")
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9\-]*$")
 METADATA_KEYS = ("summary", "modality", "dim", "licence", "gated", "weights_source", "params", "tags",
                  "input_kind")
 
+
+# ----------------------------------------------------------------------------- parameter schema
+
+#: marks a parameter without a default (required)
+REQUIRED = inspect.Parameter.empty
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One constructor parameter: name, default (``REQUIRED`` if none) and annotation."""
+
+    name: str
+    default: Any = REQUIRED
+    annotation: Any = REQUIRED
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+
+@dataclass(frozen=True)
+class ParamSchema:
+    """A component's parameter schema, read from its constructor signature."""
+
+    params: tuple[Parameter, ...] = ()
+    #: ``**kwargs`` in the signature: any further keyword is accepted
+    var_keyword: bool = False
+    #: ``*args`` in the signature (not allowed for components; see check_component)
+    var_positional: bool = False
+
+    def names(self) -> list[str]:
+        return [p.name for p in self.params]
+
+    def defaults(self) -> dict[str, Any]:
+        return {p.name: p.default for p in self.params if not p.required}
+
+    def get(self, name: str) -> Parameter | None:
+        return next((p for p in self.params if p.name == name), None)
+
+
+def param_schema(factory: Any) -> ParamSchema:
+    """The parameter schema of a component class (or factory callable).
+
+    This is the only place in fusionkit that reads a constructor signature:
+    recipes validate against it, ``Component.get_params`` lists it, the
+    conformance check inspects it and ``describe`` prints it.
+    """
+    if inspect.isclass(factory) and factory.__init__ is object.__init__:
+        return ParamSchema()
+    try:
+        sig = inspect.signature(factory.__init__ if inspect.isclass(factory) else factory)
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        return ParamSchema(var_keyword=True)
+    values = list(sig.parameters.values())
+    if inspect.isclass(factory) and values:
+        values = values[1:]  # self
+    named = tuple(Parameter(p.name, p.default, p.annotation) for p in values
+                  if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
+    return ParamSchema(named, var_keyword=any(p.kind is p.VAR_KEYWORD for p in values),
+                       var_positional=any(p.kind is p.VAR_POSITIONAL for p in values))
+
+
+def bind_params(info: "ComponentInfo", params: dict[str, Any], *, where: str | None = None) -> dict[str, Any]:
+    """Check ``params`` against the component's schema; return every parameter, defaults filled.
+
+    Every problem (unknown name, wrong type, missing required value) is
+    reported at once with its recipe path and a did-you-mean.
+    """
+    if not isinstance(params, dict):
+        raise ComponentError(f"params of {info.kind} {info.name!r} must be a mapping, got {type(params).__name__}",
+                             where=where)
+    schema = param_schema(info.factory)
+    issues = _unknown_params(info, schema, params, where)
+    out: dict[str, Any] = {}
+    for p in schema.params:
+        at = f"{where}.params.{p.name}" if where else None
+        if p.name in params:
+            problem = _type_problem(params[p.name], p.default, p.annotation)
+            if problem:
+                issues.append(ComponentError(f"parameter {p.name!r} of {info.kind} {info.name!r} {problem}",
+                                             where=at))
+            out[p.name] = params[p.name]
+        elif p.required:
+            issues.append(ComponentError(f"missing required parameter {p.name!r} for {info.kind} {info.name!r}",
+                                         where=f"{where}.params" if where else None))
+        else:
+            out[p.name] = copy.deepcopy(p.default)
+    if schema.var_keyword:
+        for key, value in params.items():
+            out.setdefault(key, value)
+    if len(issues) == 1:
+        raise issues[0]
+    if issues:
+        raise RecipeError(f"{len(issues)} parameter problems", where=where, issues=issues)
+    return out
+
+
+def _unknown_params(info: "ComponentInfo", schema: ParamSchema, params: dict[str, Any],
+                    where: str | None) -> list[FusionkitError]:
+    if schema.var_keyword:
+        return []
+    names = schema.names()
+    return [ComponentError(f"unknown parameter {key!r} for {info.kind} {info.name!r}",
+                           where=f"{where}.params.{key}" if where else None,
+                           hint=suggest(key, names) or f"accepted: {', '.join(names) or '(none)'}")
+            for key in params if key not in names]
+
+
+_SIMPLE_ANNOTATIONS = {"int": 0, "float": 0.0, "bool": False, "str": ""}
+
+
+def _type_problem(value: Any, default: Any, annotation: Any = REQUIRED) -> str | None:
+    """Light type check: by a simple annotation (int/float/bool/str) when there is one,
+    else by the default's type. ``Any``, unions and containers are not checked."""
+    if annotation is not REQUIRED:
+        name = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+        if name not in _SIMPLE_ANNOTATIONS:
+            return None
+        default = _SIMPLE_ANNOTATIONS[name]
+    if default is REQUIRED or default is None or value is None:
+        return None
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, (int, list, tuple)):
+            return f"must be an integer, got {value!r}"
+        return None
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float, list, tuple)):
+            return f"must be a number, got {value!r}"
+        return None
+    if isinstance(default, str):
+        return None if isinstance(value, (str, list, dict)) else f"must be a string, got {value!r}"
+    return None
+
+
+# ----------------------------------------------------------------------------- registry
 
 @dataclass
 class ComponentInfo:
@@ -56,11 +204,16 @@ class ComponentInfo:
         for key in ("licence", "gated", "weights_source", "params", "tags"):
             if key in meta:
                 out[key] = meta[key]
-        try:
-            out["parameters"] = {k: _jsonable(v) for k, v in self.factory.default_params().items()}
-        except Exception:  # pragma: no cover - exotic factories
-            out["parameters"] = {}
+        out["parameters"] = {k: _jsonable(v) for k, v in param_schema(self.factory).defaults().items()}
         return out
+
+    def bind(self, params: dict[str, Any], *, where: str | None = None) -> dict[str, Any]:
+        """Check ``params`` against this component's schema; all parameters, defaults filled."""
+        return bind_params(self, params, where=where)
+
+    def build(self, bound: dict[str, Any]) -> Any:
+        """Build the component from parameters that :meth:`bind` returned (no second binding)."""
+        return self.factory(**bound)
 
 
 def _jsonable(value: Any) -> Any:

@@ -17,10 +17,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -115,15 +113,6 @@ def file_fingerprint(path: str | os.PathLike[str], full_limit: int = 256 * 1024 
 
 
 # ----------------------------------------------------------------------------- store
-
-@dataclass
-class StoreInfo:
-    path: Path
-    n: int
-    dim: int
-    modality: str
-    provenance: dict[str, Any]
-
 
 class EmbeddingStore:
     """A read-only view of one store: ``embeddings`` is a float32 memmap."""
@@ -290,10 +279,6 @@ def write_store(path: str | os.PathLike[str], embeddings: np.ndarray, items: Map
     return writer.commit(items, modality=modality, provenance=provenance)
 
 
-def open_store(path: str | os.PathLike[str]) -> EmbeddingStore:
-    return EmbeddingStore(path)
-
-
 def store_exists(path: str | os.PathLike[str]) -> bool:
     try:
         EmbeddingStore(path)
@@ -301,6 +286,3 @@ def store_exists(path: str | os.PathLike[str]) -> bool:
     except StoreError:
         return False
 
-
-def remove_store(path: str | os.PathLike[str]) -> None:
-    shutil.rmtree(path, ignore_errors=True)
