@@ -94,7 +94,7 @@ def run(quick: bool = False, tmp: Path | None = None) -> list[dict[str, Any]]:
         import bench_training as T  # noqa: F401
 
         import fusionkit.plugins  # noqa: F401
-        from fusionkit_plugins.tasks.recognizer.task import DeepRecognizer  # noqa: F401
+        from fusionkit_plugins.tasks.recognizer.models import DeepRecognizer  # noqa: F401
     except Exception as exc:  # noqa: BLE001
         return [skip(BENCH, "scaling", f"component missing ({exc})")]
     sizes = [10_000, 100_000] if quick else [10_000, 100_000, 1_000_000]

@@ -82,7 +82,7 @@ def train_deep(agg, system, max_epochs: int | None = None, seed: int = 0) -> dic
 def run(quick: bool = False, tmp: Path | None = None) -> list[dict[str, Any]]:
     try:
         import fusionkit.plugins  # noqa: F401
-        from fusionkit_plugins.tasks.recognizer.task import LogisticBaseline  # noqa: F401
+        from fusionkit_plugins.tasks.recognizer.models import LogisticBaseline  # noqa: F401
     except Exception as exc:  # noqa: BLE001
         return [skip(BENCH, "recognizer", f"plugins/tasks/recognizer/task.py not importable ({exc})")]
     n = 3_000 if quick else 15_000

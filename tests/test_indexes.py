@@ -121,7 +121,7 @@ def test_indexes_are_registered_and_light(plugin_system):
 
     for name in ("faiss-flat", "faiss-hnsw", "faiss-ivf", "numpy-exact"):
         assert plugin_system.info("index", name) is not None
-    code = ("import sys, fusionkit_plugins.indexes.faiss, fusionkit_plugins.tasks.patient.tasks, fusionkit.report;"
+    code = ("import sys, fusionkit_plugins.indexes.faiss, fusionkit_plugins.tasks.patient.retrieval, fusionkit.report;"
             "print(sorted(m for m in ('faiss','torch','sklearn','matplotlib') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

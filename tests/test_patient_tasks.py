@@ -81,7 +81,8 @@ def test_builder_splits_are_patient_disjoint():
     from fusionkit.pool import EmbeddingPool
     from fusionkit_plugins.sampling.aggregators import SumAggregator
     from fusionkit_plugins.sampling.samplers import PatientLevelSampler
-    from fusionkit_plugins.tasks.patient.tasks import AggregateBuilder, _split, check_plan_patients
+    from fusionkit_plugins.tasks.patient.common import AggregateBuilder, check_plan_patients
+    from fusionkit_plugins.tasks.patient.common import split_patients as _split
 
     arrays, cancer = make_arrays(n_patients=60)
     pool = EmbeddingPool.from_arrays(arrays, labels={"cancer_type": cancer})
@@ -105,7 +106,7 @@ def test_builder_splits_are_patient_disjoint():
 
 
 def test_similarity_helpers_intra_beats_inter():
-    from fusionkit_plugins.tasks.patient.tasks import _pair_values, sample_pairs, separation
+    from fusionkit_plugins.tasks.patient.similarity import pair_values as _pair_values, sample_pairs, separation
 
     rng = np.random.default_rng(0)
     y = np.repeat(np.array(["a", "b", "c"]), 30)
@@ -195,7 +196,7 @@ def test_gmm_similarity_retrieval_and_query(tmp_path):
 
 def test_subtype_target_per_cancer(tmp_path):
     from fusionkit.pool import EmbeddingPool
-    from fusionkit_plugins.tasks.patient.tasks import PatientClassifierTask
+    from fusionkit_plugins.tasks.patient.classifier import PatientClassifierTask
 
     arrays, cancer = make_arrays(n_patients=90)
     sub = {p: f"{c}.{'AB'[i % 2]}" for i, (p, c) in enumerate(sorted(cancer.items())) if c != "LUAD"}

@@ -174,7 +174,7 @@ def test_noisy_test_labels_and_disjoint_splits(tmp_path, plugin_system):
     no aggregate of the plan is in two parts."""
     from fusionkit.engine import RunContext, build_pool
     from fusionkit.recipe import load_recipe
-    from fusionkit_plugins.tasks.recognizer.task import RepeatData
+    from fusionkit_plugins.tasks.recognizer.data import RepeatData
 
     perts = {"noise50": {"name": "gaussian-replace", "params": {"fraction": 0.5}}}
     path = _recipe(tmp_path, {}, perturbations=perts, k=(4,), n=200)
@@ -200,7 +200,7 @@ def test_noisy_test_labels_and_disjoint_splits(tmp_path, plugin_system):
 
 
 def test_split_indices_disjoint():
-    from fusionkit_plugins.tasks.recognizer.task import split_indices
+    from fusionkit_plugins.tasks.recognizer.data import split_indices
 
     tr, va, te = split_indices(1000, np.random.default_rng(0))
     assert len(te) == 200 and len(va) == 160 and len(tr) == 640

@@ -41,6 +41,13 @@ model, mode, k, noise, perturbation, modality, stratum, metric, value),
 figures ``mcc_by_k.png`` (deep vs baseline), ``isolation_vs_composite.png``,
 ``robustness.png`` (MCC vs noise fraction), ``strata.png`` (recall on the
 present stratum, specificity on the absent stratum).
+
+Rooms: this module holds the two registered tasks and their protocol;
+:mod:`~fusionkit_plugins.tasks.recognizer.data` the splits, per-repeat data
+and test metrics; :mod:`~fusionkit_plugins.tasks.recognizer.models` the
+network and the logistic baseline; :mod:`~fusionkit_plugins.tasks.recognizer.paper`
+the comparison with the paper; :mod:`~fusionkit_plugins.tasks.recognizer.figures`
+the drawing.
 """
 
 from __future__ import annotations
@@ -49,16 +56,23 @@ import logging
 import math
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fusionkit import hookimpl
-from fusionkit import Aggregates, DrawPlan, Task
-from fusionkit import DataError, FusionkitError
-from fusionkit import Unit
-from fusionkit.metrics import (BINARY_METRICS, mean_ci, multiclass_metrics, stratified_metrics,
-                               stratified_rows, summarise_rows)
+from fusionkit import Aggregates, DataError, FusionkitError, Task, Unit, hookimpl
+from fusionkit.metrics import summarise_rows
+from fusionkit_plugins.tasks.recognizer.data import (CANCER_MODALITY, RepeatData, concat_aggregates, evaluate,
+                                                     split_indices)
+from fusionkit_plugins.tasks.recognizer.figures import recognizer_figures
+from fusionkit_plugins.tasks.recognizer.models import DeepRecognizer, LogisticBaseline
+from fusionkit_plugins.tasks.recognizer.paper import clean, paper_comparison
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fusionkit import RunContext
+
+__all__ = ["RecognizerTask", "RecognizerBaselineTask", "RepeatData", "split_indices", "evaluate",
+           "DeepRecognizer", "LogisticBaseline"]
 
 log = logging.getLogger(__name__)
 
@@ -67,351 +81,12 @@ MODES = ("isolation", "composite")
 LOSSES = ("mse", "mae", "bce")
 ROW_COLUMNS = ("repeat", "model", "mode", "k", "noise", "perturbation", "modality", "stratum", "metric", "value")
 GROUP_COLUMNS = ("model", "mode", "k", "noise", "perturbation", "modality", "stratum", "metric")
-CANCER_MODALITY = "cancer_type"
 #: parameters that shape the data, splits and evaluation (shared by every model)
 DATA_PARAMS = ("sampling", "k", "n_per_k", "perturbations", "predict_cancer", "threshold", "drop_empty",
                "test_fraction", "val_fraction")
 
 
-# ----------------------------------------------------------------------------- data
-
-def split_indices(n: int, rng: np.random.Generator, test_fraction: float = 0.2,
-                  val_fraction: float = 0.2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Disjoint sorted (train, val, test) indices of ``n`` items: test first, then val from the rest."""
-    if not (0 < test_fraction < 1 and 0 <= val_fraction < 1):
-        raise DataError(f"fractions must be in (0, 1): test {test_fraction}, validation {val_fraction}")
-    perm = rng.permutation(n)
-    n_test = max(1, int(round(n * test_fraction)))
-    rest = perm[n_test:]
-    n_val = int(round(len(rest) * val_fraction))
-    if val_fraction > 0:
-        n_val = max(1, n_val)
-    if len(rest) - n_val < 2:
-        raise DataError(f"{n} aggregates are too few to split into train/validation/test",
-                        hint="raise n_per_k")
-    return np.sort(rest[n_val:]), np.sort(rest[:n_val]), np.sort(perm[:n_test])
-
-
-def concat_aggregates(parts: list[Aggregates]) -> Aggregates:
-    """Stack aggregates of the same modalities (e.g. several sample counts)."""
-    if len(parts) == 1:
-        return parts[0]
-    labels = {key: np.concatenate([np.asarray(p.group_labels[key], dtype=object) for p in parts])
-              for key in parts[0].group_labels if all(key in p.group_labels for p in parts)}
-    return Aggregates(X=np.concatenate([p.X for p in parts]), modalities=list(parts[0].modalities),
-                      counts=np.concatenate([p.counts for p in parts]), k=np.concatenate([p.k for p in parts]),
-                      group_labels=labels, meta=dict(parts[0].meta))
-
-
-class RepeatData:
-    """Plans and aggregates of one repeat, built lazily from the run context.
-
-    ``plans[k]`` holds the split DrawPlans of sample count ``k``
-    (``train``/``val``/``test``) and ``index[k]`` the plan indices of each part.
-    """
-
-    def __init__(self, ctx: Any, sampling: str, ks: list[int], n_per_k: int | None, repeat: int,
-                 test_fraction: float = 0.2, val_fraction: float = 0.2):
-        self.ctx = ctx
-        self.sampling = sampling
-        self.repeat = repeat
-        self.plans: dict[int, dict[str, DrawPlan]] = {}
-        self.index: dict[int, dict[str, np.ndarray]] = {}
-        self._aggs: dict[tuple, Aggregates] = {}
-        for k in ks:
-            overrides: dict[str, Any] = {"k": int(k)}
-            if n_per_k:
-                overrides["n"] = int(n_per_k)
-            plan = ctx.plan(sampling, seed_keys=(repeat, int(k)), **overrides)
-            tr, va, te = split_indices(plan.n, ctx.rng("recognizer-split", sampling, repeat, int(k)),
-                                       test_fraction, val_fraction)
-            self.index[k] = {"train": tr, "val": va, "test": te}
-            self.plans[k] = {"train": plan.take(tr), "val": plan.take(va), "test": plan.take(te)}
-
-    def clean(self, k: int, part: str) -> Aggregates:
-        key = (k, part, None)
-        if key not in self._aggs:
-            self._aggs[key] = self.ctx.aggregate(self.plans[k][part],
-                                                 seed_keys=("recognizer", self.sampling, self.repeat, k, part))
-        return self._aggs[key]
-
-    def noisy_test(self, k: int, perturbation: str) -> tuple[DrawPlan, Aggregates]:
-        """The test plan of ``k`` with a recipe perturbation applied, and its aggregates."""
-        pert = self.ctx.perturbation(perturbation)
-        plan = pert.apply(self.plans[k]["test"],
-                          self.ctx.rng("recognizer-perturb", perturbation, self.sampling, self.repeat, k))
-        agg = self.ctx.aggregate(plan, seed_keys=("recognizer-noise", perturbation, self.sampling, self.repeat, k))
-        return plan, agg
-
-    def training(self, ks: list[int], part: str) -> Aggregates:
-        return concat_aggregates([self.clean(k, part) for k in ks])
-
-
-# ----------------------------------------------------------------------------- models
-
-def _standardiser(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    mu = X.mean(axis=0, dtype=np.float64).astype(np.float32)
-    sd = X.std(axis=0, dtype=np.float64).astype(np.float32)
-    sd[sd < 1e-6] = 1.0
-    return mu, sd
-
-
-class DeepRecognizer:
-    """The network and its training loop (torch imported on use)."""
-
-    def __init__(self, n_modalities: int, *, hidden: list[int], head_hidden: int, dropout: float, loss: str,
-                 head_weights: np.ndarray, predict_counts: bool, count_weight: float, n_classes: int,
-                 cancer_weight: float, lr: float, batch_size: int, max_epochs: int, patience: int,
-                 weight_decay: float, standardize: bool, device: str, seed: int, k_scale: float,
-                 threads: int = 1):
-        self.M = n_modalities
-        self.threads = int(threads)
-        self.hidden = [int(h) for h in hidden]
-        self.head_hidden = int(head_hidden)
-        self.dropout = float(dropout)
-        self.loss = loss
-        self.head_weights = np.asarray(head_weights, dtype=np.float32)
-        self.predict_counts = bool(predict_counts)
-        self.count_weight = float(count_weight)
-        self.n_classes = int(n_classes)
-        self.cancer_weight = float(cancer_weight)
-        self.lr = float(lr)
-        self.batch_size = int(batch_size)
-        self.max_epochs = int(max_epochs)
-        self.patience = int(patience)
-        self.weight_decay = float(weight_decay)
-        self.standardize = bool(standardize)
-        self.device = device
-        self.seed = int(seed)
-        self.k_scale = float(k_scale)
-        self.history_: list[dict[str, float]] = []
-
-    def _build(self, d: int) -> Any:
-        import torch
-        from torch import nn
-
-        M, counts, C = self.M, self.predict_counts, self.n_classes
-        hidden, head_hidden, p = self.hidden, self.head_hidden, self.dropout
-
-        class Net(nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                layers: list[nn.Module] = []
-                width = d
-                for h in hidden:
-                    layers += [nn.Linear(width, h), nn.BatchNorm1d(h), nn.ReLU(), nn.Dropout(p)]
-                    width = h
-                self.trunk = nn.Sequential(*layers)
-                out = 2 if counts else 1
-
-                def head(n_out: int) -> nn.Module:
-                    if head_hidden > 0:
-                        return nn.Sequential(nn.Linear(width, head_hidden), nn.ReLU(), nn.Linear(head_hidden, n_out))
-                    return nn.Linear(width, n_out)
-
-                self.heads = nn.ModuleList([head(out) for _ in range(M)])
-                self.cancer = nn.Linear(width, C) if C > 1 else None
-
-            def forward(self, x: Any) -> tuple[Any, Any, Any]:
-                z = self.trunk(x)
-                outs = torch.stack([h(z) for h in self.heads], dim=1)  # (n, M, out)
-                presence = outs[..., 0]
-                count = outs[..., 1] if counts else None
-                cancer = self.cancer(z) if self.cancer is not None else None
-                return presence, count, cancer
-
-        return Net()
-
-    def _loss(self, out: tuple, y: Any, c: Any, t: Any, w: Any) -> Any:
-        import torch
-        import torch.nn.functional as F
-
-        logits, count, cancer = out
-        if self.loss == "bce":
-            per = F.binary_cross_entropy_with_logits(logits, y, reduction="none")
-        else:
-            prob = torch.sigmoid(logits)
-            per = (prob - y) ** 2 if self.loss == "mse" else (prob - y).abs()
-        total = (per.mean(dim=0) * w).sum() / w.sum()
-        if count is not None:
-            diff = count - c / self.k_scale
-            cl = diff.abs() if self.loss == "mae" else diff ** 2
-            total = total + self.count_weight * (cl.mean(dim=0) * w).sum() / w.sum()
-        if cancer is not None and t is not None:
-            total = total + self.cancer_weight * F.cross_entropy(cancer, t)
-        return total
-
-    def fit(self, X: np.ndarray, presence: np.ndarray, counts: np.ndarray, Xv: np.ndarray, presence_v: np.ndarray,
-            counts_v: np.ndarray, classes: np.ndarray | None = None, classes_v: np.ndarray | None = None
-            ) -> "DeepRecognizer":
-        import torch
-
-        dev = torch.device(self.device)
-        if self.standardize:
-            self.mu_, self.sd_ = _standardiser(X)
-        else:
-            self.mu_, self.sd_ = np.zeros(X.shape[1], np.float32), np.ones(X.shape[1], np.float32)
-
-        def tensors(A: np.ndarray, P: np.ndarray, Cn: np.ndarray, T: np.ndarray | None) -> tuple:
-            return (torch.from_numpy(((A - self.mu_) / self.sd_).astype(np.float32)).to(dev),
-                    torch.from_numpy(P.astype(np.float32)).to(dev),
-                    torch.from_numpy(Cn.astype(np.float32)).to(dev),
-                    None if T is None else torch.from_numpy(T.astype(np.int64)).to(dev))
-
-        Xt, Pt, Ct, Tt = tensors(X, presence, counts, classes if self.n_classes > 1 else None)
-        Xv_, Pv, Cv, Tv = tensors(Xv, presence_v, counts_v, classes_v if self.n_classes > 1 else None)
-        w = torch.from_numpy(self.head_weights).to(dev)
-        threads_before = torch.get_num_threads()
-        if self.threads > 0:
-            # small dense nets are fastest single-threaded (and 2 busy cores oversubscribe badly)
-            torch.set_num_threads(self.threads)
-        try:
-            self._train(torch, dev, X, Xt, Pt, Ct, Tt, Xv_, Pv, Cv, Tv, w)
-        finally:
-            torch.set_num_threads(threads_before)
-        return self
-
-    def _train(self, torch: Any, dev: Any, X: np.ndarray, Xt: Any, Pt: Any, Ct: Any, Tt: Any, Xv_: Any, Pv: Any,
-               Cv: Any, Tv: Any, w: Any) -> None:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
-            gen = torch.Generator().manual_seed(self.seed)
-            net = self._build(X.shape[1]).to(dev)
-            opt = torch.optim.Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay, foreach=True)
-            n = Xt.shape[0]
-            bs = max(2, min(self.batch_size, n))
-            best, best_state, wait = math.inf, None, 0
-            for epoch in range(self.max_epochs):
-                net.train()
-                perm = torch.randperm(n, generator=gen).to(dev)
-                tot = 0.0
-                for start in range(0, n, bs):
-                    idx = perm[start:start + bs]
-                    if len(idx) < 2:  # BatchNorm needs two samples
-                        continue
-                    opt.zero_grad(set_to_none=True)
-                    loss = self._loss(net(Xt[idx]), Pt[idx], Ct[idx], None if Tt is None else Tt[idx], w)
-                    loss.backward()
-                    opt.step()
-                    tot += float(loss.detach()) * len(idx)
-                net.eval()
-                with torch.no_grad():
-                    vl = float(self._loss(self._forward(net, Xv_), Pv, Cv, Tv, w)) if len(Xv_) else tot / n
-                self.history_.append({"epoch": epoch + 1, "train_loss": tot / n, "val_loss": vl})
-                if vl < best - 1e-6:
-                    best, wait = vl, 0
-                    best_state = {key: v.detach().clone() for key, v in net.state_dict().items()}
-                else:
-                    wait += 1
-                    if wait >= self.patience:
-                        break
-            if best_state is not None:
-                net.load_state_dict(best_state)
-        net.eval()
-        self.net_ = net
-        self.epochs_ = len(self.history_)
-        self.best_val_loss_ = best
-
-    @staticmethod
-    def _forward(net: Any, X: Any, chunk: int = 8192) -> tuple:
-        import torch
-
-        parts = [net(X[s:s + chunk]) for s in range(0, X.shape[0], chunk)]
-        return tuple(None if parts[0][i] is None else torch.cat([p[i] for p in parts]) for i in range(3))
-
-    def predict(self, X: np.ndarray) -> dict[str, np.ndarray | None]:
-        import torch
-
-        dev = next(self.net_.parameters()).device
-        with torch.no_grad():
-            Xt = torch.from_numpy(((X - self.mu_) / self.sd_).astype(np.float32)).to(dev)
-            logits, count, cancer = self._forward(self.net_, Xt)
-        out: dict[str, np.ndarray | None] = {"proba": torch.sigmoid(logits).cpu().numpy(), "counts": None,
-                                             "cancer": None}
-        if count is not None:
-            out["counts"] = np.clip(np.rint(count.cpu().numpy() * self.k_scale), 0, None).astype(np.int64)
-        if cancer is not None:
-            out["cancer"] = cancer.argmax(dim=1).cpu().numpy()
-        return out
-
-
-class LogisticBaseline:
-    """One binary logistic regression per modality on standardised inputs (the paper's MCRM)."""
-
-    def __init__(self, C: float = 1.0, max_iter: int = 300, n_classes: int = 0, seed: int = 0):
-        self.C = C
-        self.max_iter = max_iter
-        self.n_classes = n_classes
-        self.seed = seed
-
-    def fit(self, X: np.ndarray, presence: np.ndarray, classes: np.ndarray | None = None) -> "LogisticBaseline":
-        import warnings
-
-        from sklearn.exceptions import ConvergenceWarning
-        from sklearn.linear_model import LogisticRegression
-
-        self.mu_, self.sd_ = _standardiser(X)
-        Z = (X - self.mu_) / self.sd_
-        self.models_: list[Any] = []
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            for j in range(presence.shape[1]):
-                y = presence[:, j].astype(int)
-                if y.min() == y.max():  # a single class in training: constant prediction
-                    self.models_.append(int(y[0]))
-                    continue
-                self.models_.append(LogisticRegression(C=self.C, max_iter=self.max_iter,
-                                                       random_state=self.seed).fit(Z, y))
-            self.cancer_ = None
-            if self.n_classes > 1 and classes is not None and len(np.unique(classes)) > 1:
-                self.cancer_ = LogisticRegression(C=self.C, max_iter=self.max_iter,
-                                                  random_state=self.seed).fit(Z, classes)
-        return self
-
-    def predict(self, X: np.ndarray) -> dict[str, np.ndarray | None]:
-        Z = (X - self.mu_) / self.sd_
-        proba = np.empty((X.shape[0], len(self.models_)), dtype=np.float32)
-        for j, m in enumerate(self.models_):
-            proba[:, j] = float(m) if isinstance(m, int) else m.predict_proba(Z)[:, 1]
-        return {"proba": proba, "counts": None,
-                "cancer": None if self.cancer_ is None else self.cancer_.predict(Z)}
-
-
-# ----------------------------------------------------------------------------- evaluation
-
-def evaluate(pred: dict[str, Any], agg: Aggregates, *, threshold: float = 0.5, drop_empty: bool = True,
-             cancer_labels: np.ndarray | None = None, class_names: list[str] | None = None,
-             **extra: Any) -> list[dict[str, Any]]:
-    """Tidy metric rows of one test set: stratified presence metrics per modality,
-    count metrics (when predicted) and cancer-type metrics (when predicted)."""
-    truth = agg.counts
-    keep = truth.sum(axis=1) > 0 if drop_empty else np.ones(len(truth), dtype=bool)
-    yhat = (pred["proba"] >= threshold).astype(np.int8)
-    res = stratified_metrics(truth[keep], yhat[keep], agg.modalities)
-    rows = stratified_rows(res, BINARY_METRICS + ("n",), **extra)
-    rows.append({**extra, "modality": "*", "stratum": "all", "metric": "n_dropped_empty",
-                 "value": float((~keep).sum())})
-    if pred.get("counts") is not None:
-        pc = pred["counts"][keep]
-        tc = truth[keep]
-        for j, m in enumerate(agg.modalities):
-            for stratum, sel in (("all", np.ones(len(tc), bool)), ("present", tc[:, j] > 0)):
-                if sel.any():
-                    err = np.abs(pc[sel, j] - tc[sel, j])
-                    rows.append({**extra, "modality": m, "stratum": stratum, "metric": "count_mae",
-                                 "value": float(err.mean())})
-                    rows.append({**extra, "modality": m, "stratum": stratum, "metric": "count_accuracy",
-                                 "value": float((err == 0).mean())})
-    if pred.get("cancer") is not None and cancer_labels is not None and class_names:
-        mc = multiclass_metrics(np.asarray(cancer_labels)[keep], pred["cancer"][keep],
-                                labels=list(range(len(class_names))))
-        for metric in ("accuracy", "mcc", "macro_f1", "balanced_accuracy"):
-            rows.append({**extra, "modality": CANCER_MODALITY, "stratum": "all", "metric": metric,
-                         "value": float(mc[metric])})
-    return rows
-
-
-def _noise_level(ctx: Any, name: str) -> Any:
+def _noise_level(ctx: RunContext, name: str) -> Any:
     spec = ctx.recipe.perturbations.get(name)
     frac = spec.params.get("fraction") if spec is not None else None
     return float(frac) if isinstance(frac, (int, float)) and not isinstance(frac, bool) else name
@@ -503,14 +178,14 @@ class _RecognizerBase(Task):
             raise DataError(f"unknown recognizer modes {bad or modes}", hint="modes: isolation, composite")
         return modes
 
-    def _unit_params(self, ctx: Any, sampling: str) -> dict[str, Any]:
+    def _unit_params(self, ctx: RunContext, sampling: str) -> dict[str, Any]:
         params = {k: v for k, v in self.get_params().items() if k not in ("n_repeats", "modes", "baseline")}
         params["_sampling_spec"] = ctx.recipe.sampling[sampling].to_dict()
         params["_perturbations"] = {p: ctx.recipe.perturbations[p].to_dict() for p in self.perturbations or []}
         params["_version"] = 1
         return params
 
-    def _model_factory(self, model: str, ctx: Any, modalities: list[str], n_classes: int, seed: int,
+    def _model_factory(self, model: str, ctx: RunContext, modalities: list[str], n_classes: int, seed: int,
                        k_scale: float) -> Any:
         raise NotImplementedError
 
@@ -522,7 +197,7 @@ class _RecognizerBase(Task):
         return {k: v for k, v in params.items() if k in DATA_PARAMS or k.startswith("_")
                 or k in ("baseline_C", "C", "max_iter")}
 
-    def _train_unit(self, ctx: Any, model: str, sampling: str, ks: list[int], repeat: int, mode: str,
+    def _train_unit(self, ctx: RunContext, model: str, sampling: str, ks: list[int], repeat: int, mode: str,
                     train_ks: list[int], run_id: str, class_names: list[str], label: str | None) -> dict[str, Any]:
         t0 = time.perf_counter()
         data = RepeatData(ctx, sampling, train_ks, self.n_per_k, repeat, self.test_fraction, self.val_fraction)
@@ -566,7 +241,7 @@ class _RecognizerBase(Task):
         return {"rows": rows, "info": info}
 
     # ------------------------------------------------------------------ run
-    def run(self, ctx: Any) -> dict[str, Any]:
+    def run(self, ctx: RunContext) -> dict[str, Any]:
         from fusionkit_plugins.sampling.samplers import parse_k
 
         sampling, problem = _recipe_sampling_name({"sampling": self.sampling}, ctx.recipe)
@@ -617,106 +292,95 @@ class _RecognizerBase(Task):
         return list(self.models)
 
     # ------------------------------------------------------------------ outputs
-    def _report(self, ctx: Any, rows: list[dict[str, Any]], infos: list[dict[str, Any]], sampling: str,
+    def _report(self, ctx: RunContext, rows: list[dict[str, Any]], infos: list[dict[str, Any]], sampling: str,
                 sampler: str, ks: list[int], modes: list[str], models: list[str], repeats: int, reused: int,
                 wall: float) -> dict[str, Any]:
         name = ctx.task_name or self.group
         rows = [{c: r.get(c) for c in ROW_COLUMNS} for r in rows]
         summary_rows = summarise_rows(rows, GROUP_COLUMNS)
-        tables = {
-            "per_repeat": f"{name}/metrics_per_repeat.csv",
-            "summary": f"{name}/metrics_summary.csv",
-            "mcc_by_k": f"{name}/mcc_by_k.csv",
-            "units": f"{name}/units.csv",
-        }
-        ctx.write_csv(tables["per_repeat"], rows)
-        ctx.write_csv(tables["summary"], summary_rows)
         mcc = [r for r in summary_rows if r["metric"] == "mcc" and r["stratum"] == "all"]
-        ctx.write_csv(tables["mcc_by_k"], [{c: r[c] for c in ("model", "mode", "k", "noise", "perturbation",
-                                                               "modality", "mean", "ci_low", "ci_high", "n")}
-                                           for r in mcc])
-        ctx.write_csv(tables["units"], infos)
+        tables = _write_tables(ctx, name, rows, summary_rows, mcc, infos)
         modalities = list(dict.fromkeys(r["modality"] for r in rows
                                         if r["modality"] not in ("*", CANCER_MODALITY)))
-        figures = _figures(ctx, name, summary_rows, modalities, models, modes)
-        stats = {}
-        try:
-            for m, entry in ctx.pool.summary().get("modalities", {}).items():
-                stats[m] = {key: entry.get(key) for key in ("items", "mean_norm", "norm_of_mean", "mean_std")}
-        except Exception as exc:  # pragma: no cover - never lose results to a summary problem
-            log.warning("pool summary failed: %s", exc)
-        mcc_table: dict[str, Any] = {}
-        for r in mcc:
-            if r["perturbation"] != "none":
-                continue
-            mcc_table.setdefault(r["model"], {}).setdefault(r["mode"], {}).setdefault(r["modality"], {})[
-                str(r["k"])] = _clean(r["mean"])
-        robustness: dict[str, Any] = {}
-        for r in mcc:
-            if r["perturbation"] == "none":
-                continue
-            robustness.setdefault(r["model"], {}).setdefault(r["mode"], {}).setdefault(r["modality"], {}) \
-                .setdefault(str(r["noise"]), {})[str(r["k"])] = _clean(r["mean"])
+        figures = recognizer_figures(ctx, name, summary_rows, modalities, models, modes)
+        mcc_table, robustness = _mcc_tables(mcc)
         epochs = [i["epochs"] for i in infos if "epochs" in i]
-        cancer: dict[str, Any] = {}
-        for r in summary_rows:
-            if r["modality"] == CANCER_MODALITY and r["perturbation"] == "none" and r["metric"] in ("accuracy", "mcc"):
-                cancer.setdefault(r["model"], {}).setdefault(r["mode"], {}).setdefault(r["metric"], {})[
-                    str(r["k"])] = _clean(r["mean"])
         summary = {
             "sampling": sampling, "sampler": sampler, "k": ks, "modes": modes, "models": models,
             "repeats": repeats, "n_per_k": self.n_per_k, "perturbations": list(self.perturbations or []),
             "modalities": modalities,
             "mcc": mcc_table,
-            "mean_mcc": {f"{mo}/{md}/{m}": _clean(_nanmean([np.nan if x is None else x for x in v.values()]))
+            "mean_mcc": {f"{mo}/{md}/{m}": clean(_nanmean([np.nan if x is None else x for x in v.values()]))
                          for mo, t in mcc_table.items() for md, t2 in t.items() for m, v in t2.items()},
             "robustness_mcc": robustness,
-            "cancer_type": cancer,
-            "embedding_stats": stats,
+            "cancer_type": _cancer_table(summary_rows),
+            "embedding_stats": _embedding_stats(ctx),
             "units": {"total": len(infos), "reused": reused, "computed": len(infos) - reused},
             "train_time_s": round(float(sum(i.get("train_s", 0.0) for i in infos if i.get("run_id"))), 2),
             "wall_s": round(wall, 2),
-            "epochs_mean": _clean(float(np.mean(epochs))) if epochs else None,
+            "epochs_mean": clean(float(np.mean(epochs))) if epochs else None,
             "note": ("MCC per modality over all test aggregates; strata 'absent'/'present' give specificity "
                      "and recall (MCC is undefined within a single-class stratum). Compare with the "
                      "per-modality mean norm / norm of the mean: centred embeddings hide presence (SPEC 2.5)."),
         }
-        comparison = _paper_comparison(rows, modalities, ks, models, modes)
+        comparison = paper_comparison(rows, modalities, ks, models, modes)
         return {"summary": summary, "tables": tables, "figures": figures, "paper_comparison": comparison}
 
 
-def _clean(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
+def _write_tables(ctx: RunContext, name: str, rows: list[dict[str, Any]], summary_rows: list[dict[str, Any]],
+                  mcc: list[dict[str, Any]], infos: list[dict[str, Any]]) -> dict[str, str]:
+    """metrics_per_repeat.csv, metrics_summary.csv, mcc_by_k.csv and units.csv; their relative paths."""
+    tables = {
+        "per_repeat": f"{name}/metrics_per_repeat.csv",
+        "summary": f"{name}/metrics_summary.csv",
+        "mcc_by_k": f"{name}/mcc_by_k.csv",
+        "units": f"{name}/units.csv",
+    }
+    ctx.write_csv(tables["per_repeat"], rows)
+    ctx.write_csv(tables["summary"], summary_rows)
+    ctx.write_csv(tables["mcc_by_k"], [{c: r[c] for c in ("model", "mode", "k", "noise", "perturbation",
+                                                           "modality", "mean", "ci_low", "ci_high", "n")}
+                                       for r in mcc])
+    ctx.write_csv(tables["units"], infos)
+    return tables
 
 
-# ----------------------------------------------------------------------------- paper comparison
-
-def _kind(modality: str) -> str:
-    m = modality.lower()
-    if "mut" in m or "maf" in m or "snv" in m:
-        return "mutation"
-    if any(s in m for s in ("text", "report", "annot", "sentence", "clinical", "note")):
-        return "annotation"
-    if "rna" in m or "expr" in m:
-        return "rna"
-    if any(s in m for s in ("wsi", "he", "image", "tile", "slide", "histo", "path")):
-        return "image"
-    return m
+def _embedding_stats(ctx: RunContext) -> dict[str, Any]:
+    """Per modality: items, mean norm, norm of the mean, mean std (SPEC 2.5: offsets make presence visible)."""
+    stats = {}
+    try:
+        for m, entry in ctx.pool.summary().get("modalities", {}).items():
+            stats[m] = {key: entry.get(key) for key in ("items", "mean_norm", "norm_of_mean", "mean_std")}
+    except Exception as exc:  # pragma: no cover - never lose results to a summary problem
+        log.warning("pool summary failed: %s", exc)
+    return stats
 
 
-def _per_repeat_mean(rows: list[dict[str, Any]], **where: Any) -> dict[str, Any]:
-    """mean/CI over repeats of the per-repeat average (over k) of the matching rows."""
-    ks = where.pop("ks", None)
-    per: dict[int, list[float]] = {}
-    for r in rows:
-        if all(r.get(key) == val for key, val in where.items()) and (ks is None or r["k"] in ks):
-            if math.isfinite(r["value"]):
-                per.setdefault(r["repeat"], []).append(r["value"])
-    from fusionkit.metrics import metric_bounds
+def _mcc_tables(mcc: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Mean MCC: {model: {mode: {modality: {k}}}} on clean data, and the same per noise level."""
+    mcc_table: dict[str, Any] = {}
+    for r in mcc:
+        if r["perturbation"] != "none":
+            continue
+        mcc_table.setdefault(r["model"], {}).setdefault(r["mode"], {}).setdefault(r["modality"], {})[
+            str(r["k"])] = clean(r["mean"])
+    robustness: dict[str, Any] = {}
+    for r in mcc:
+        if r["perturbation"] == "none":
+            continue
+        robustness.setdefault(r["model"], {}).setdefault(r["mode"], {}).setdefault(r["modality"], {}) \
+            .setdefault(str(r["noise"]), {})[str(r["k"])] = clean(r["mean"])
+    return mcc_table, robustness
 
-    return mean_ci([float(np.mean(v)) for v in per.values()], bounds=metric_bounds(where.get("metric", "")))
+
+def _cancer_table(summary_rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Cancer-head accuracy and MCC on clean data: {model: {mode: {metric: {k}}}}."""
+    cancer: dict[str, Any] = {}
+    for r in summary_rows:
+        if r["modality"] == CANCER_MODALITY and r["perturbation"] == "none" and r["metric"] in ("accuracy", "mcc"):
+            cancer.setdefault(r["model"], {}).setdefault(r["mode"], {}).setdefault(r["metric"], {})[
+                str(r["k"])] = clean(r["mean"])
+    return cancer
 
 
 def _nanmean(values: list[float]) -> float:
@@ -725,185 +389,6 @@ def _nanmean(values: list[float]) -> float:
     v = v[np.isfinite(v)]
     return float(v.mean()) if v.size else float("nan")
 
-
-def _paper_comparison(rows: list[dict[str, Any]], modalities: list[str], ks: list[int], models: list[str],
-                      modes: list[str]) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    base = dict(metric="mcc", stratum="all")
-    note = ("paper: TCGA, 15,000 aggregates per k, n>=30 repeats; ours: this run's pool. Recognisability "
-            "depends on each modality's mean offset/norm (SPEC 2.5), see summary.embedding_stats")
-    kr = f"{min(ks)}..{max(ks)}" if len(ks) > 1 else str(ks[0])
-
-    def add(experiment: str, modality: str, k: str, stats: dict[str, Any], paper: str, extra: str = "") -> None:
-        if stats["n"] == 0:
-            return
-        out.append({"experiment": experiment, "metric": "MCC", "modality": modality, "k": k,
-                    "ours_mean": _clean(stats["mean"]), "ours_ci_low": _clean(stats["ci_low"]),
-                    "ours_ci_high": _clean(stats["ci_high"]), "paper": paper,
-                    "note": (extra + "; " if extra else "") + note})
-
-    if "deep" in models and "isolation" in modes:
-        for m in modalities:
-            add("recognizer deep, isolation", m, kr,
-                _per_repeat_mean(rows, model="deep", mode="isolation", perturbation="none", modality=m, **base),
-                "~0.9 (every modality, k 3..10)", "mean over k")
-            add("recognizer deep, isolation", m, str(max(ks)),
-                _per_repeat_mean(rows, model="deep", mode="isolation", perturbation="none", modality=m,
-                                 k=max(ks), **base), "~0.9")
-    if "deep" in models and "composite" in modes:
-        for m in modalities:
-            if _kind(m) == "annotation":
-                add("recognizer deep, composite", m, kr,
-                    _per_repeat_mean(rows, model="deep", mode="composite", perturbation="none", modality=m, **base),
-                    "0.2-0.6 (composite weaker than isolation for text)", "mean over k")
-    if "baseline" in models:
-        mode = "isolation" if "isolation" in modes else modes[0]
-        for m in modalities:
-            paper = {"mutation": "< 0.8 at high k", "annotation": "< 0.6 at high k"}.get(_kind(m))
-            if paper:
-                add(f"recognizer baseline (logistic), {mode}", m, str(max(ks)),
-                    _per_repeat_mean(rows, model="baseline", mode=mode, perturbation="none", modality=m,
-                                     k=max(ks), **base), paper)
-    if "deep" in models:
-        mode = "isolation" if "isolation" in modes else modes[0]
-        levels = sorted({r["noise"] for r in rows if isinstance(r["noise"], float) and r["perturbation"] != "none"})
-        for m in modalities:
-            if _kind(m) != "mutation":
-                continue
-            for target, paper in ((0.1, "> 0.8"), (0.5, "~0.6")):
-                if not levels:
-                    break
-                level = min(levels, key=lambda x: abs(x - target))
-                if abs(level - target) > 0.051:
-                    continue
-                add(f"robustness deep, {mode}, noise {level:g}", m, kr,
-                    _per_repeat_mean(rows, model="deep", mode=mode, modality=m, noise=level, **base),
-                    f"{paper} at {int(target * 100)}% noise", "trained clean, tested noisy; mean over k")
-    return out
-
-
-# ----------------------------------------------------------------------------- figures
-
-def _figures(ctx: Any, name: str, summary_rows: list[dict[str, Any]], modalities: list[str], models: list[str],
-             modes: list[str]) -> list[str]:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-    except ImportError:  # pragma: no cover
-        log.warning("matplotlib missing: no recognizer figures")
-        return []
-    figs: list[str] = []
-    if not modalities:
-        return figs
-    by = {(r["model"], r["mode"], r["perturbation"], r["modality"], r["stratum"], r["metric"], r["k"]): r
-          for r in summary_rows}
-    ks = sorted({r["k"] for r in summary_rows})
-
-    def series(model: str, mode: str, modality: str, pert: str = "none", stratum: str = "all",
-               metric: str = "mcc") -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray]:
-        xs, ys, lo, hi = [], [], [], []
-        for k in ks:
-            r = by.get((model, mode, pert, modality, stratum, metric, k))
-            if r is None or not math.isfinite(r["mean"]):
-                continue
-            xs.append(k)
-            ys.append(r["mean"])
-            lo.append(r["mean"] - r["ci_low"] if math.isfinite(r["ci_low"]) else 0.0)
-            hi.append(r["ci_high"] - r["mean"] if math.isfinite(r["ci_high"]) else 0.0)
-        return xs, np.asarray(ys), np.asarray(lo), np.asarray(hi)
-
-    def grid(title: str) -> tuple[Any, list[Any]]:
-        n = len(modalities)
-        cols = min(4, n)
-        rws = int(math.ceil(n / cols))
-        fig, axes = plt.subplots(rws, cols, figsize=(3.4 * cols, 2.9 * rws), squeeze=False, sharey=True)
-        flat = list(axes.ravel())
-        for ax in flat[n:]:
-            ax.axis("off")
-        fig.suptitle(title, y=1.03)
-        return fig, flat[:n]
-
-    labels = {"deep": "DL", "baseline": "BL"}
-    # 1. MCC vs k: deep vs baseline (each mode)
-    fig, axes = grid("Recognizer MCC vs sample count (mean, 95% CI)")
-    for ax, m in zip(axes, modalities):
-        for model in models:
-            for mode in modes:
-                xs, ys, lo, hi = series(model, mode, m)
-                if xs:
-                    ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", ms=3, capsize=2,
-                                linestyle="-" if model == "deep" else "--",
-                                label=f"{labels.get(model, model)} {mode}")
-        ax.set_title(m)
-        ax.set_xlabel("sample count k")
-        ax.set_ylim(-0.05, 1.05)
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("MCC")
-    axes[0].legend(fontsize=7)
-    figs.append(str(ctx.save_figure(fig, f"{name}/mcc_by_k.png").relative_to(ctx.out_dir)))
-    # 2. isolation vs composite (each model)
-    if len(modes) > 1:
-        fig, axes = grid("Isolation vs composite models (MCC)")
-        for ax, m in zip(axes, modalities):
-            for model in models:
-                for mode, style in (("isolation", "-"), ("composite", ":")):
-                    xs, ys, lo, hi = series(model, mode, m)
-                    if xs:
-                        ax.errorbar(xs, ys, yerr=[lo, hi], marker="s" if mode == "composite" else "o", ms=3,
-                                    capsize=2, linestyle=style, label=f"{labels.get(model, model)} {mode}")
-            ax.set_title(m)
-            ax.set_xlabel("sample count k")
-            ax.set_ylim(-0.05, 1.05)
-            ax.grid(alpha=0.3)
-        axes[0].set_ylabel("MCC")
-        axes[0].legend(fontsize=7)
-        figs.append(str(ctx.save_figure(fig, f"{name}/isolation_vs_composite.png").relative_to(ctx.out_dir)))
-    # 3. robustness: MCC vs noise fraction, one line per k (deep if present)
-    noisy = [r for r in summary_rows if r["perturbation"] != "none" and isinstance(r["noise"], float)
-             and r["metric"] == "mcc" and r["stratum"] == "all"]
-    if noisy:
-        model = "deep" if "deep" in models else models[0]
-        fig, axes = grid(f"Robustness ({labels.get(model, model)}, trained clean, tested noisy): MCC vs noise")
-        clean = {(r["mode"], r["modality"], r["k"]): r["mean"] for r in summary_rows
-                 if r["model"] == model and r["perturbation"] == "none" and r["metric"] == "mcc"
-                 and r["stratum"] == "all"}
-        for ax, m in zip(axes, modalities):
-            for mode in modes:
-                for k in ks:
-                    pts = sorted((r["noise"], r["mean"]) for r in noisy
-                                 if r["model"] == model and r["mode"] == mode and r["modality"] == m and r["k"] == k)
-                    if not pts:
-                        continue
-                    if (mode, m, k) in clean:
-                        pts = [(0.0, clean[(mode, m, k)])] + pts
-                    ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3,
-                            linestyle="-" if mode == "isolation" else ":", label=f"k={k} {mode}")
-            ax.set_title(m)
-            ax.set_xlabel("noise fraction")
-            ax.set_ylim(-0.05, 1.05)
-            ax.grid(alpha=0.3)
-        axes[0].set_ylabel("MCC")
-        axes[0].legend(fontsize=6, ncol=2)
-        figs.append(str(ctx.save_figure(fig, f"{name}/robustness.png").relative_to(ctx.out_dir)))
-    # 4. strata: recall on present samples, specificity on absent samples
-    fig, axes = grid("Stratified: recall (present, solid) and specificity (absent, dashed)")
-    for ax, m in zip(axes, modalities):
-        for model in models:
-            mode = modes[0]
-            for stratum, metric, style in (("present", "recall", "-"), ("absent", "specificity", "--")):
-                xs, ys, lo, hi = series(model, mode, m, stratum=stratum, metric=metric)
-                if xs:
-                    ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", ms=3, capsize=2, linestyle=style,
-                                label=f"{labels.get(model, model)} {metric}")
-        ax.set_title(m)
-        ax.set_xlabel("sample count k")
-        ax.set_ylim(-0.05, 1.05)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    figs.append(str(ctx.save_figure(fig, f"{name}/strata.png").relative_to(ctx.out_dir)))
-    return figs
 
 
 # ----------------------------------------------------------------------------- registered tasks
@@ -972,13 +457,13 @@ class RecognizerTask(_RecognizerBase):
     def _models(self) -> list[str]:
         return ["deep", "baseline"] if self.baseline else ["deep"]
 
-    def _device(self, ctx: Any) -> str:
+    def _device(self, ctx: RunContext) -> str:
         if self.device != "auto":
             return self.device
         workers = int(getattr(getattr(ctx, "executor", None), "workers", 1) or 1)
         return "cpu" if workers > 1 else ctx.device
 
-    def _model_factory(self, model: str, ctx: Any, modalities: list[str], n_classes: int, seed: int,
+    def _model_factory(self, model: str, ctx: RunContext, modalities: list[str], n_classes: int, seed: int,
                        k_scale: float) -> Any:
         if model == "baseline":
             return LogisticBaseline(C=self.baseline_C, n_classes=n_classes, seed=seed % (2 ** 31))
@@ -1026,7 +511,7 @@ class RecognizerBaselineTask(_RecognizerBase):
         self.test_fraction = test_fraction
         self.val_fraction = val_fraction
 
-    def _model_factory(self, model: str, ctx: Any, modalities: list[str], n_classes: int, seed: int,
+    def _model_factory(self, model: str, ctx: RunContext, modalities: list[str], n_classes: int, seed: int,
                        k_scale: float) -> Any:
         return LogisticBaseline(C=self.C, max_iter=self.max_iter, n_classes=n_classes, seed=seed % (2 ** 31))
 
