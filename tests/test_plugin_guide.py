@@ -258,3 +258,15 @@ def test_readme_plugin_snippet_registers_and_conforms(tmp_path):
     encoder = system.create("encoder", "word-hash", {"dim": 8})
     X = encoder.encode(ModalityData("text", "text", ["P1", "P2"], ["a", "b"], ["A tumour", "a TUMOUR"]))
     assert X.shape == (2, 8) and X.dtype.name == "float32" and (X[0] == X[1]).all() and X.sum() == 4
+
+
+def test_readme_layout_names_every_room():
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Layout\n"):]
+    section = section[:section.find("\n## ", 1)] if "\n## " in section[1:] else section
+    core = {p.name for p in (REPO / "fusionkit").glob("*.py") if p.name not in ("__main__.py",)}
+    core |= {p.name + "/" for p in (REPO / "fusionkit").iterdir() if (p / "__init__.py").exists()}
+    rooms = {str(p.parent.relative_to(REPO / "plugins")) + "/" for p in (REPO / "plugins").glob("**/__init__.py")
+             if p.parent != REPO / "plugins" and "__pycache__" not in p.parts}
+    missing = sorted(name for name in core | rooms if name not in section)
+    assert not missing, f"README 'Layout' does not describe: {missing}"
