@@ -56,6 +56,7 @@ BUILTIN_PLUGINS = (
     "fusionkit_plugins.readers.patch_features",
     "fusionkit_plugins.readers.scverse",
     "fusionkit_plugins.readers.slides",
+    "fusionkit_plugins.readers.slides",
     "fusionkit_plugins.readers.tcga",
     "fusionkit_plugins.readers.synthetic",
     "fusionkit_plugins.indexes.faiss",

@@ -1,6 +1,6 @@
-"""Image readers: folders of H&E tiles (``tiles``) and whole-slide images (``wsi``).
+"""Reader ``tiles``: folders of H&E tiles (whole-slide images: ``readers/slides.py``).
 
-Background removal (both readers) is the paper's "simple RGB threshold": a
+Background removal (here and in ``wsi``) is the paper's "simple RGB threshold": a
 pixel is *near-white* when all three channels are >= ``white_level``; a tile
 whose fraction of near-white pixels exceeds ``background_threshold`` is
 background and dropped.
@@ -22,7 +22,6 @@ from fusionkit_plugins.readers.common import (availability_note, barcodes12, fin
                              load_cancer_map, pick_column, read_table, resolve_paths, rng_for)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
-SLIDE_EXTENSIONS = (".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".vms", ".bif")
 #: files that may sit beside tiles without being tiles
 _SIDE_FILES = re.compile(r"(\.csv|\.tsv|\.json|\.md|\.txt\.gz|\.csv\.gz|\.yaml|\.yml)$|^(readme|license)", re.I)
 
@@ -237,177 +236,20 @@ class TilesReader(Reader):
         return out
 
 
-# --------------------------------------------------------------------------- WSI
+# --------------------------------------------------------------------------- WSI (moved)
 
-def _open_slide(path: str) -> Any:
-    """An OpenSlide-like object (openslide, else tiffslide), or DataError with the pip hint."""
-    try:
-        import openslide  # type: ignore
-
-        return openslide.OpenSlide(path)
-    except ImportError:
-        pass
-    except Exception as exc:
-        raise DataError(f"openslide cannot open the slide ({exc})", where=path,
-                        hint="check the file; supported: .svs .tif .ndpi .mrxs .scn") from exc
-    try:
-        import tiffslide  # type: ignore
-
-        return tiffslide.TiffSlide(path)
-    except ImportError as exc:
-        raise DataError("reading whole-slide images needs openslide or tiffslide", where=path,
-                        hint="pip install tiffslide   (pure Python), or pip install openslide-python "
-                             "openslide-bin") from exc
-    except Exception as exc:
-        raise DataError(f"tiffslide cannot open the slide ({exc})", where=path,
-                        hint="check the file; tiffslide reads .svs/.tif/.ndpi") from exc
+#: names that moved to :mod:`fusionkit_plugins.readers.slides`, still importable from here
+_MOVED = ("WsiReader", "SlideTile", "open_slide", "_open_slide", "choose_level", "SLIDE_EXTENSIONS")
 
 
-def choose_level(level_downsamples: list[float], base_mpp_mag: float | None, magnification: float | None,
-                 level: int | None) -> tuple[int, float]:
-    """(level, extra downsample) for a wanted magnification (or an explicit level)."""
-    if level is not None:
-        if not 0 <= level < len(level_downsamples):
-            raise DataError(f"level {level} out of range (slide has {len(level_downsamples)} levels)", where="level")
-        return int(level), 1.0
-    if magnification is None or base_mpp_mag is None:
-        return 0, 1.0
-    want = float(base_mpp_mag) / float(magnification)  # downsample wanted relative to level 0
-    if want < 1:
-        raise DataError(f"magnification {magnification}x is above the slide's {base_mpp_mag}x", where="magnification")
-    best = max((i for i, d in enumerate(level_downsamples) if d <= want * 1.01), key=lambda i: level_downsamples[i])
-    return best, want / float(level_downsamples[best])
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:  # lazily: slides imports this module
+        from fusionkit_plugins.readers import slides
 
-
-class WsiReader(Reader):
-    """Whole-slide images (.svs/.tif/.ndpi via openslide or tiffslide) cut into 256x256 tiles.
-
-    Non-overlapping tiles at the chosen magnification (or level); background tiles dropped by the
-    RGB threshold; at most ``max_tiles_per_slide`` tiles per slide, sampled with the seed. Tiles are
-    returned as uint8 arrays, or written as PNGs to ``output_dir`` and returned as paths.
-
-    Parameters
-    ----------
-    paths: slide file(s), glob or folder. id_regex: patient id from the file name (default: TCGA barcode).
-    magnification: wanted objective power (e.g. 20); uses the slide's ``objective-power`` property.
-    level: explicit pyramid level (overrides magnification). tile_size: tile width in pixels.
-    background_threshold, white_level: background rule (module doc). max_tiles_per_slide: cap.
-    labels_file: optional patient -> cancer_type table. output_dir: where to write tile PNGs.
-    """
-
-    provides = ("image",)
-
-    def __init__(self, paths: Any = None, magnification: float | None = 20.0, level: int | None = None,
-                 tile_size: int = 256, background_threshold: float = 0.8, white_level: int = 220,
-                 max_tiles_per_slide: int | None = 200, id_regex: str | None = None,
-                 labels_file: str | None = None, output_dir: str | None = None, seed: int = 0,
-                 modality: str = "image"):
-        self.paths = paths
-        self.magnification = magnification
-        self.level = level
-        self.tile_size = tile_size
-        self.background_threshold = background_threshold
-        self.white_level = white_level
-        self.max_tiles_per_slide = max_tiles_per_slide
-        self.id_regex = id_regex
-        self.labels_file = labels_file
-        self.output_dir = output_dir
-        self.seed = seed
-        self.modality = modality
-
-    def _slides(self) -> list[str]:
-        out = []
-        for p in resolve_paths(self.paths, what="slide", param="paths"):
-            if os.path.isdir(p):
-                out.extend(sorted(os.path.join(p, n) for n in os.listdir(p) if n.lower().endswith(SLIDE_EXTENSIONS)))
-            else:
-                out.append(p)
-        if not out:
-            raise DataError("no slide files found", where=str(self.paths), hint=f"extensions: {SLIDE_EXTENSIONS}")
-        return out
-
-    def fingerprint_inputs(self) -> list[str]:
-        return self._slides()
-
-    def _patient(self, path: str) -> str:
-        name = os.path.basename(path)
-        if self.id_regex:
-            m = re.search(self.id_regex, name)
-            if m:
-                return m.group(1) if m.groups() else m.group(0)
-        found = find_barcodes(name)
-        if not found:
-            raise DataError(f"cannot parse a patient id from slide name {name!r}", where=path,
-                            hint="name slides after the TCGA barcode or set id_regex")
-        return found[0]
-
-    def tiles_of_slide(self, slide: Any, rng: np.random.Generator) -> tuple[list[np.ndarray], np.ndarray]:
-        """(tiles, coords at level 0) of one open slide."""
-        props = getattr(slide, "properties", {}) or {}
-        mag = props.get("openslide.objective-power") or props.get("tiffslide.objective-power")
-        lvl, extra = choose_level(list(slide.level_downsamples), float(mag) if mag else None,
-                                  self.magnification, self.level)
-        ds = float(slide.level_downsamples[lvl])
-        read_size = int(round(self.tile_size * extra))
-        w, h = slide.level_dimensions[lvl]
-        # background mask from a thumbnail-sized read of the whole level, in tiles of read_size
-        thumb_scale = max(1, read_size // 16)
-        thumb = np.asarray(slide.get_thumbnail((max(1, w // thumb_scale), max(1, h // thumb_scale))).convert("RGB"))
-        cell = max(1, read_size // thumb_scale)
-        coords_t, _ = tile_grid(thumb, cell, white_level=self.white_level,
-                                background_threshold=self.background_threshold)
-        coords = (coords_t // cell) * read_size  # in level pixels
-        pick = sample_capped(np.zeros(len(coords), dtype=np.int64), self.max_tiles_per_slide, rng)
-        tiles, kept = [], []
-        for x, y in coords[pick]:
-            x0, y0 = int(x * ds), int(y * ds)
-            region = slide.read_region((x0, y0), lvl, (read_size, read_size)).convert("RGB")
-            if read_size != self.tile_size:
-                region = region.resize((self.tile_size, self.tile_size))
-            arr = np.asarray(region)
-            if self.background_threshold is not None and \
-                    white_fraction(arr, self.white_level)[0] > self.background_threshold:
-                continue
-            tiles.append(arr)
-            kept.append((x0, y0))
-        return tiles, np.asarray(kept, dtype=np.int64).reshape(-1, 2)
-
-    def read(self, ctx: Any = None) -> RawDataset:
-        from PIL import Image
-
-        cmap = load_cancer_map(self.labels_file)
-        items, pids, item_ids, notes = [], [], [], []
-        for path in self._slides():
-            pid = self._patient(path)
-            slide = _open_slide(path)
-            rng = rng_for(ctx, self.seed, "wsi", os.path.basename(path))
-            tiles, coords = self.tiles_of_slide(slide, rng)
-            stem = os.path.splitext(os.path.basename(path))[0]
-            for arr, (x, y) in zip(tiles, coords):
-                iid = f"{stem}_x{x}_y{y}"
-                if self.output_dir:
-                    os.makedirs(self.output_dir, exist_ok=True)
-                    out = os.path.join(self.output_dir, iid + ".png")
-                    Image.fromarray(arr).save(out)
-                    items.append(out)
-                else:
-                    items.append(arr)
-                pids.append(pid)
-                item_ids.append(iid)
-            notes.append(f"wsi: {os.path.basename(path)} -> {len(tiles)} tiles")
-        pid_arr = np.array(pids)
-        labels = {"cancer_type": np.array([cmap.get(p, "") for p in pids])} if cmap else {}
-        data = ModalityData(modality=self.modality, kind="image", patient_ids=pid_arr, item_ids=np.array(item_ids),
-                            data=items, labels=labels, source="wsi: " + ", ".join(os.path.basename(p)
-                                                                                    for p in self._slides()),
-                            fingerprint=fingerprint(self.fingerprint_inputs(), self.get_params()))
-        out = RawDataset(modalities={self.modality: data}, notes=notes)
-        if labels:
-            out.labels["cancer_type"] = labels_from_items(pid_arr, labels["cancer_type"])
-        return out
+        return getattr(slides, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @hookimpl
 def register_readers(register):
     register("tiles", TilesReader, modality="image", tags=["image", "tiles"])
-    register("wsi", WsiReader, modality="image", tags=["image", "wsi"])
