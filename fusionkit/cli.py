@@ -299,13 +299,14 @@ def results(run_dir: str, as_json: bool) -> None:
                               indent=2, default=str))
         return
     mods = summary.get("modalities", {})
-    cancers = sorted({c for e in mods.values() for c in (e.get("patients_by_cancer_type") or {})})
-    click.echo("| modality | items | patients | mean norm | norm of mean | " + " | ".join(cancers) + " |")
-    click.echo("|---" * (5 + len(cancers)) + "|")
+    by_key = _patients_by_key(summary)
+    classes = sorted({c for e in mods.values() for c in (e.get(by_key) or {})})
+    click.echo("| modality | items | patients | mean norm | norm of mean | " + " | ".join(classes) + " |")
+    click.echo("|---" * (5 + len(classes)) + "|")
     for m, e in mods.items():
-        by = e.get("patients_by_cancer_type") or {}
+        by = e.get(by_key) or {}
         click.echo(f"| {m} | {e.get('items')} | {e.get('patients')} | {e.get('mean_norm', 0):.3g} | "
-                   f"{e.get('norm_of_mean', 0):.3g} | " + " | ".join(str(by.get(c, 0)) for c in cancers) + " |")
+                   f"{e.get('norm_of_mean', 0):.3g} | " + " | ".join(str(by.get(c, 0)) for c in classes) + " |")
     click.echo("")
     click.echo("| task | experiment | metric | modality | k | ours (mean) | 95% CI | paper |")
     click.echo("|---|---|---|---|---|---|---|---|")
@@ -335,6 +336,15 @@ def export(run_dir: str, fmt: str, out: str | None) -> None:
         return
     for path in paths:
         click.echo(str(path))
+
+
+def _patients_by_key(summary: dict[str, Any]) -> str:
+    """The data summary's per-class availability key: that of the recipe's primary label
+    (``labels.primary``), or the first one found in summaries written before it was recorded."""
+    if summary.get("primary_label"):
+        return f"patients_by_{summary['primary_label']}"
+    keys = [k for e in summary.get("modalities", {}).values() for k in e if k.startswith("patients_by_")]
+    return keys[0] if keys else "patients_by_"
 
 
 def main() -> None:

@@ -283,8 +283,8 @@ def safe_name(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(name))
 
 
-def _rebuild_context(recipe: Recipe, system: "PluginSystem", out_dir: Path, cache_dir: Path, pool: Any,
-                     task_name: str | None) -> RunContext:
+def _rebuild_context(recipe: Recipe, system: "PluginSystem", out_dir: Path, cache_dir: Path,
+                     pool: EmbeddingPool | None, task_name: str | None) -> RunContext:
     ctx = RunContext(recipe, system, out_dir, cache_dir, progress=False, executor=LocalExecutor(1))
     ctx.pool = pool
     ctx.task_name = task_name

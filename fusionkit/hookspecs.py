@@ -3,8 +3,7 @@
 Every component hook receives a ``register`` callback, so the order in which
 plugins are called never matters::
 
-    from fusionkit import hookimpl
-    from fusionkit.components import Encoder
+    from fusionkit import Encoder, hookimpl
 
     class MyEncoder(Encoder):
         '''My encoder: one line that becomes the `fusionkit list` summary.'''
@@ -22,8 +21,9 @@ plugins are called never matters::
         register("my-encoder", MyEncoder, licence="MIT", dim=768)
 
 ``register(name, factory, **metadata)``: ``name`` is kebab-case and unique
-within its kind; ``factory`` is a :class:`fusionkit.components.Component`
-subclass whose constructor signature is its parameter schema; metadata keys
+within its kind; ``factory`` is a subclass of that kind's base class
+(``fusionkit.Encoder`` for encoders...) whose constructor signature is its
+parameter schema; metadata keys
 (all optional) are ``summary``, ``modality``, ``dim``, ``licence``, ``gated``,
 ``weights_source``, ``params``, ``tags``. A name that another plugin already
 registered is an error naming both plugins; pass ``override=True`` to replace

@@ -56,7 +56,6 @@ BUILTIN_PLUGINS = (
     "fusionkit_plugins.readers.patch_features",
     "fusionkit_plugins.readers.scverse",
     "fusionkit_plugins.readers.slides",
-    "fusionkit_plugins.readers.slides",
     "fusionkit_plugins.readers.tcga",
     "fusionkit_plugins.readers.synthetic",
     "fusionkit_plugins.indexes.faiss",
@@ -275,10 +274,11 @@ class PluginSystem:
                 if record is None or record.status == "broken":
                     continue
                 register = self._make_register(kind, record)
+                collisions = len(self.registry.collisions)
                 try:
                     impl.function(register=register)
                 except Exception as exc:
-                    record.status = "broken" if not isinstance(exc, PluginError) else "duplicate"
+                    record.status = "duplicate" if len(self.registry.collisions) > collisions else "broken"
                     record.error = f"{type(exc).__name__}: {exc}" if record.status == "broken" else str(exc)
                     record.traceback = traceback.format_exc()
                     if record.status == "broken":

@@ -20,7 +20,6 @@ torch or builds a model.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import re
@@ -28,6 +27,7 @@ from typing import Any, Iterator
 
 from .constraints import check_constraints
 from .errors import FusionkitError
+from .registry import param_schema
 from .safety import name_problem
 
 __all__ = ["semantic_issues", "available_memory", "estimate_aggregate_bytes", "cpu_cores"]
@@ -168,12 +168,9 @@ def _declared_width(spec: Any) -> int | None:
     card_dim = (spec.info.metadata or {}).get("dim") if spec.info else None
     if not isinstance(card_dim, int):
         return None
-    try:  # the card's width holds only for the default model
-        sig = inspect.signature(spec.info.factory)
-    except (TypeError, ValueError):
-        return None
+    schema = param_schema(spec.info.factory)  # the card's width holds only for the default model
     for key in _MODEL_PARAMS:
-        p = sig.parameters.get(key)
+        p = schema.get(key)
         if p is not None and key in params and params[key] != p.default:
             return None
     return card_dim

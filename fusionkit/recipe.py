@@ -40,12 +40,15 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from .errors import FusionkitError, RecipeError
 from .registry import ComponentInfo, suggest
+
+if TYPE_CHECKING:  # type checkers only
+    from .plugins import PluginSystem
 
 SCHEMA_VERSION = 1
 TOP_KEYS = ("schema", "name", "description", "seed", "width", "vars", "data", "modalities", "labels",
@@ -299,7 +302,7 @@ def _resolve_path_value(value: Any, base: Path) -> Any:
 class _Specs:
     """Resolves component entries of one recipe: name -> registry, params bound once."""
 
-    def __init__(self, c: _Collector, system: Any, base: Path):
+    def __init__(self, c: _Collector, system: "PluginSystem", base: Path):
         self.c, self.system, self.base = c, system, base
 
     def spec(self, kind: str, raw: Any, where: str) -> Spec | None:
@@ -347,7 +350,7 @@ class _Specs:
         return out
 
 
-def validate(raw: dict[str, Any], system: Any, *, path: str | os.PathLike[str] | None = None,
+def validate(raw: dict[str, Any], system: "PluginSystem", *, path: str | os.PathLike[str] | None = None,
              sets: list[str] | tuple[str, ...] = ()) -> Recipe:
     """Validate a raw recipe against the registry; every problem is reported at once.
 
@@ -546,5 +549,5 @@ def _cross_checks(c: _Collector, recipe: Recipe) -> None:
             c.add_error(err, spec.where)
 
 
-def load_recipe(path: str | os.PathLike[str], system: Any, sets: list[str] | tuple[str, ...] = ()) -> Recipe:
+def load_recipe(path: str | os.PathLike[str], system: "PluginSystem", sets: list[str] | tuple[str, ...] = ()) -> Recipe:
     return validate(load_yaml(path), system, path=path, sets=sets)

@@ -186,7 +186,7 @@ class ComponentInfo:
         return doc.strip().splitlines()[0] if doc.strip() else ""
 
     def as_dict(self) -> dict[str, Any]:
-        card = dict(getattr(self.factory, "card", {}) or {})
+        card = dict(self.factory.card or {}) if self.kind == "encoder" else {}
         meta = {**card, **self.metadata}
         out: dict[str, Any] = {
             "kind": self.kind,
@@ -198,8 +198,8 @@ class ComponentInfo:
             "summary": self.summary,
         }
         if self.kind == "encoder":
-            out["modality"] = meta.get("modality", getattr(self.factory, "modality", None))
-            out["input_kind"] = meta.get("input_kind", getattr(self.factory, "input_kind", None))
+            out["modality"] = meta.get("modality", self.factory.modality)
+            out["input_kind"] = meta.get("input_kind", self.factory.input_kind)
             out["dim"] = meta.get("dim")
         for key in ("licence", "gated", "weights_source", "params", "tags"):
             if key in meta:

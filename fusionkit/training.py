@@ -103,24 +103,45 @@ def _train(X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None, y_val: np.nda
     def prep(A: np.ndarray) -> Any:
         return torch.from_numpy(((np.asarray(A, dtype=np.float32) - mean) / std).astype(np.float32)).to(device)
 
-    layers: list[Any] = []
-    width = X.shape[1]
-    for h in hidden:
-        layers += [nn.Linear(width, int(h)), nn.ReLU(), nn.Dropout(float(dropout))]
-        width = int(h)
-    layers.append(nn.Linear(width, int(n_classes)))
-    model = nn.Sequential(*layers).to(device)
+    model = _dense_net(X.shape[1], hidden, dropout, n_classes).to(device)
     w = class_weights(y, n_classes, class_weight)
     loss_fn = nn.CrossEntropyLoss(weight=None if w is None else torch.from_numpy(w).to(device))
     opt = torch.optim.Adam(model.parameters(), lr=float(lr), weight_decay=float(weight_decay))
     Xt, yt = prep(X), torch.from_numpy(y).to(device)
-    has_val = X_val is not None and y_val is not None and len(y_val) > 0
-    if has_val:
-        Xv, yv = prep(X_val), torch.from_numpy(np.asarray(y_val, dtype=np.int64)).to(device)
+    val = None
+    if X_val is not None and y_val is not None and len(y_val) > 0:
+        val = prep(X_val), torch.from_numpy(np.asarray(y_val, dtype=np.int64)).to(device)
     gen = torch.Generator().manual_seed(int(seed) % (2 ** 31))
-    best = (float("inf"), 0, None)
+    history, best_epoch = _fit_epochs(model, opt, loss_fn, Xt, yt, val, gen, batch_size=batch_size,
+                                      max_epochs=max_epochs, patience=patience, device=device)
+    model.eval()
+    weights = [(m.weight.detach().cpu().numpy().T.copy(), m.bias.detach().cpu().numpy().copy())
+               for m in model if isinstance(m, nn.Linear)]
+    return DenseClassifier(mean=mean.astype(np.float32), std=std, layers=weights, history=history,
+                           best_epoch=int(best_epoch))
+
+
+def _dense_net(width: int, hidden: Sequence[int], dropout: float, n_classes: int) -> Any:
+    """Linear-ReLU-Dropout per hidden width, then a linear layer to the classes."""
+    from torch import nn
+
+    layers: list[Any] = []
+    for h in hidden:
+        layers += [nn.Linear(width, int(h)), nn.ReLU(), nn.Dropout(float(dropout))]
+        width = int(h)
+    layers.append(nn.Linear(width, int(n_classes)))
+    return nn.Sequential(*layers)
+
+
+def _fit_epochs(model: Any, opt: Any, loss_fn: Any, Xt: Any, yt: Any, val: tuple[Any, Any] | None, gen: Any, *,
+                batch_size: int, max_epochs: int, patience: int, device: str) -> tuple[dict[str, list[float]], int]:
+    """Epochs of minibatch training; with ``val``, early stopping that restores the best
+    epoch's weights. Returns (loss history, best epoch)."""
+    import torch
+
+    best: tuple[float, int, Any] = (float("inf"), 0, None)
     history: dict[str, list[float]] = {"train_loss": [], "val_loss": []}
-    n = len(y)
+    n = len(yt)
     bs = max(1, min(int(batch_size), n))
     for epoch in range(int(max_epochs)):
         model.train()
@@ -136,22 +157,17 @@ def _train(X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None, y_val: np.nda
             opt.step()
             total += float(loss.detach()) * len(idx)
         history["train_loss"].append(total / n)
-        if has_val:
-            model.eval()
-            with torch.no_grad():
-                vloss = float(loss_fn(model(Xv), yv))
-            history["val_loss"].append(vloss)
-            if vloss < best[0] - 1e-6:
-                best = (vloss, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
-            elif epoch - best[1] >= int(patience):
-                break
-    if has_val and best[2] is not None:
+        if val is None:
+            continue
+        model.eval()
+        with torch.no_grad():
+            vloss = float(loss_fn(model(val[0]), val[1]))
+        history["val_loss"].append(vloss)
+        if vloss < best[0] - 1e-6:
+            best = (vloss, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
+        elif epoch - best[1] >= int(patience):
+            break
+    if val is not None and best[2] is not None:
         model.load_state_dict(best[2])
-        best_epoch = best[1]
-    else:
-        best_epoch = len(history["train_loss"]) - 1
-    model.eval()
-    weights = [(m.weight.detach().cpu().numpy().T.copy(), m.bias.detach().cpu().numpy().copy())
-               for m in model if isinstance(m, nn.Linear)]
-    return DenseClassifier(mean=mean.astype(np.float32), std=std, layers=weights, history=history,
-                           best_epoch=int(best_epoch))
+        return history, best[1]
+    return history, len(history["train_loss"]) - 1
