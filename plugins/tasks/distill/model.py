@@ -155,6 +155,12 @@ def consistency_loss(fine: Sequence[Any], coarse: Sequence[Any], reference: Sequ
 @functools.lru_cache(maxsize=None)
 def nets() -> SimpleNamespace:
     """The torch modules (built on first use so importing this module never imports torch)."""
+    parts = {**_bag_pooling(), **_token_modules()}
+    return SimpleNamespace(**parts, SubspaceNet=_subspace_net(SimpleNamespace(**parts)))
+
+
+def _bag_pooling() -> dict[str, type]:
+    """AttentionMIL (bags) and VectorEncoder (one item per patient)."""
     import torch
     from torch import nn
 
@@ -186,6 +192,14 @@ def nets() -> SimpleNamespace:
         def forward(self, x: Any, mask: Any) -> tuple[Any, Any]:
             h = self.embed(x[:, 0]) * mask[:, :1].to(x.dtype)
             return h, mask[:, :1].to(x.dtype)
+
+    return {"AttentionMIL": AttentionMIL, "VectorEncoder": VectorEncoder}
+
+
+def _token_modules() -> dict[str, type]:
+    """InformativeTokens (student prototypes) and SelectiveFusion (gated fusion over present modalities)."""
+    import torch
+    from torch import nn
 
     class InformativeTokens(nn.Module):
         """Informative token aggregation over prototypes (B, K, d): score, keep top ``keep``, pool."""
@@ -220,6 +234,24 @@ def nets() -> SimpleNamespace:
             w = torch.nan_to_num(torch.softmax(s, dim=1), nan=0.0)
             return (w.unsqueeze(-1) * gated).sum(1), w
 
+    return {"InformativeTokens": InformativeTokens, "SelectiveFusion": SelectiveFusion}
+
+
+def _encoder(parts: SimpleNamespace, kind: str, d_in: int, hidden: int, attention: int, dropout: float,
+             keep: int) -> Any:
+    """The encoder of one modality: ``mil`` (bag), ``ita`` (prototypes) or else one vector."""
+    if kind == "mil":
+        return parts.AttentionMIL(d_in, hidden, attention, dropout)
+    if kind == "ita":
+        return parts.InformativeTokens(d_in, hidden, attention, dropout, keep)
+    return parts.VectorEncoder(d_in, hidden, dropout)
+
+
+def _subspace_net(parts: SimpleNamespace) -> type:
+    """The SubspaceNet class over the pooling and fusion modules of ``parts``."""
+    import torch
+    from torch import nn
+
     class SubspaceNet(nn.Module):
         """Per-modality encoders -> tumour / microenvironment projections -> selective fusion -> heads.
 
@@ -233,19 +265,12 @@ def nets() -> SimpleNamespace:
             super().__init__()
             self.modalities = list(modalities)
             self.kinds = dict(kinds)
-            enc = {}
-            for m in self.modalities:
-                if self.kinds[m] == "mil":
-                    enc[m] = AttentionMIL(d_in, hidden, attention, dropout)
-                elif self.kinds[m] == "ita":
-                    enc[m] = InformativeTokens(d_in, hidden, attention, dropout, keep)
-                else:
-                    enc[m] = VectorEncoder(d_in, hidden, dropout)
-            self.encoders = nn.ModuleDict(enc)
+            self.encoders = nn.ModuleDict({m: _encoder(parts, self.kinds[m], d_in, hidden, attention, dropout, keep)
+                                           for m in self.modalities})
             self.to_tumour = nn.ModuleDict({m: nn.Linear(hidden, subspace) for m in self.modalities})
             self.to_tme = nn.ModuleDict({m: nn.Linear(hidden, subspace) for m in self.modalities})
-            self.fuse_tumour = SelectiveFusion(len(self.modalities), subspace)
-            self.fuse_tme = SelectiveFusion(len(self.modalities), subspace)
+            self.fuse_tumour = parts.SelectiveFusion(len(self.modalities), subspace)
+            self.fuse_tme = parts.SelectiveFusion(len(self.modalities), subspace)
             self.head_tumour = nn.Linear(subspace, n_classes)
             self.head_tme = nn.Linear(subspace, n_classes)
             self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * subspace, n_classes))
@@ -278,8 +303,7 @@ def nets() -> SimpleNamespace:
                     "logits_tumour": self.head_tumour(fT), "logits_tme": self.head_tme(fM),
                     "logits": self.head(torch.cat([fT, fM], 1)), "attention": attn}
 
-    return SimpleNamespace(AttentionMIL=AttentionMIL, VectorEncoder=VectorEncoder, InformativeTokens=InformativeTokens,
-                           SelectiveFusion=SelectiveFusion, SubspaceNet=SubspaceNet)
+    return SubspaceNet
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -414,6 +438,38 @@ def _fit(net: Any, step: Any, val_loss: Any, n_train: int, cfg: TrainConfig, see
     return {"epochs": epochs_run, "best_epoch": int(best[1]), "val_loss": history}
 
 
+def _coordinated_backward(net: Any, rest: Any, ce_t: Any, ce_m: Any, conf: Sequence[float],
+                          cfg: TrainConfig) -> list[float]:
+    """Backward pass of the teacher loss with the two subspace losses coordinated; their weights.
+
+    ``gradient``: the subspace gradients on the shared parameters are
+    projected (:func:`project_conflicting`); ``confidence``: loss weights from
+    :func:`confidence_weights`; ``none``: weight 1 each.
+    """
+    import torch
+
+    sw = float(cfg.subspace_weight)
+    if cfg.coordination == "gradient":
+        shared = net.shared_parameters()
+        g_t = torch.autograd.grad(ce_t, shared, retain_graph=True, allow_unused=True)
+        g_m = torch.autograd.grad(ce_m, shared, retain_graph=True, allow_unused=True)
+        flat_t = torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(g_t, shared)])
+        flat_m = torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(g_m, shared)])
+        pt, pm = project_conflicting([flat_t, flat_m], conf)
+        (rest + sw * (ce_t + ce_m)).backward()
+        delta = sw * ((pt + pm) - (flat_t + flat_m))
+        o = 0
+        for p in shared:
+            n = p.numel()
+            if p.grad is not None:
+                p.grad.add_(delta[o:o + n].view_as(p))
+            o += n
+        return [sw, sw]
+    w = confidence_weights(conf, cfg.confidence_tau) if cfg.coordination == "confidence" else np.ones(2)
+    (rest + sw * (float(w[0]) * ce_t + float(w[1]) * ce_m)).backward()
+    return [float(w[0]), float(w[1])]
+
+
 def train_teacher(inputs: Mapping[str, Any], modalities: Sequence[str], kinds: Mapping[str, str], y: np.ndarray,
                   train_idx: np.ndarray, val_idx: np.ndarray, n_classes: int, cfg: TrainConfig, seed: int, *,
                   coarse: Any = None, consistency: tuple[str, str] | None = None) -> tuple[Any, dict[str, Any]]:
@@ -450,29 +506,8 @@ def train_teacher(inputs: Mapping[str, Any], modalities: Sequence[str], kinds: M
         return rest, ce_t, ce_m, conf, out
 
     def step(pos: np.ndarray) -> None:
-        idx = train_idx[pos]
-        rest, ce_t, ce_m, conf, _ = losses(idx)
-        sw = float(cfg.subspace_weight)
-        if cfg.coordination == "gradient":
-            shared = net.shared_parameters()
-            g_t = torch.autograd.grad(ce_t, shared, retain_graph=True, allow_unused=True)
-            g_m = torch.autograd.grad(ce_m, shared, retain_graph=True, allow_unused=True)
-            flat_t = torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(g_t, shared)])
-            flat_m = torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(g_m, shared)])
-            pt, pm = project_conflicting([flat_t, flat_m], conf)
-            (rest + sw * (ce_t + ce_m)).backward()
-            delta = sw * ((pt + pm) - (flat_t + flat_m))
-            o = 0
-            for p in shared:
-                n = p.numel()
-                if p.grad is not None:
-                    p.grad.add_(delta[o:o + n].view_as(p))
-                o += n
-            weights_log.append([sw, sw])
-        else:
-            w = confidence_weights(conf, cfg.confidence_tau) if cfg.coordination == "confidence" else np.ones(2)
-            weights_log.append([float(w[0]), float(w[1])])
-            (rest + sw * (float(w[0]) * ce_t + float(w[1]) * ce_m)).backward()
+        rest, ce_t, ce_m, conf, _ = losses(train_idx[pos])
+        weights_log.append(_coordinated_backward(net, rest, ce_t, ce_m, conf, cfg))
 
     def val_loss() -> Any:
         batch, present = _batch(inputs, modalities, val_idx, cfg.device)

@@ -21,7 +21,8 @@ stopping), mean and 95% CI of macro-F1 / accuracy / MCC for
 * ``teacher-drop-<m>``: the teacher with modality m removed at test (drop-one table).
 
 The networks are in :mod:`fusionkit_plugins.tasks.distill.model` (torch imported on
-first use), bags and prototypes in :mod:`fusionkit_plugins.tasks.distill.data`.
+first use), bags and prototypes in :mod:`fusionkit_plugins.tasks.distill.data`, the
+figure in :mod:`fusionkit_plugins.tasks.distill.figures`.
 """
 
 from __future__ import annotations
@@ -29,13 +30,15 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fusionkit import hookimpl
-from fusionkit import Task
-from fusionkit import DataError
+from fusionkit import DataError, Task, hookimpl
+from fusionkit_plugins.tasks.distill.figures import macro_f1_figure
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fusionkit import RunContext
 
 log = logging.getLogger("fusionkit.distill")
 
@@ -95,51 +98,25 @@ class DistillTask(Task):
                  baseline_sampling: str | None = None, baseline_k: int = 5, baseline_repeats: int = 3,
                  baseline_model: str = "logistic", baseline_C: float = 1.0,
                  drop_one: bool = True, device: str = "auto", num_threads: int = 0):
-        self.teacher_modalities = teacher_modalities
-        self.student_modalities = student_modalities
-        self.targets = targets
-        self.cohort = cohort
-        self.min_class_size = min_class_size
-        self.hidden = hidden
-        self.subspace_dim = subspace_dim
-        self.attention_dim = attention_dim
-        self.dropout = dropout
-        self.epochs = epochs
-        self.student_epochs = student_epochs
-        self.patience = patience
-        self.batch_size = batch_size
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.subspace_weight = subspace_weight
-        self.disentangle = disentangle
+        self.teacher_modalities, self.student_modalities = teacher_modalities, student_modalities
+        self.targets, self.cohort, self.min_class_size = targets, cohort, min_class_size
+        self.hidden, self.subspace_dim, self.attention_dim, self.dropout = hidden, subspace_dim, attention_dim, dropout
+        self.epochs, self.student_epochs, self.patience, self.batch_size = epochs, student_epochs, patience, batch_size
+        self.lr, self.weight_decay = lr, weight_decay
+        self.subspace_weight, self.disentangle = subspace_weight, disentangle
         self.disentangle_weight = disentangle_weight
-        self.coordination = coordination
-        self.confidence_tau = confidence_tau
-        self.consistency = consistency
-        self.consistency_modality = consistency_modality
-        self.consistency_reference = consistency_reference
-        self.consistency_pool = consistency_pool
+        self.coordination, self.confidence_tau = coordination, confidence_tau
+        self.consistency, self.consistency_modality = consistency, consistency_modality
+        self.consistency_reference, self.consistency_pool = consistency_reference, consistency_pool
         self.consistency_weight = consistency_weight
-        self.prototypes = prototypes
-        self.keep_prototypes = keep_prototypes
-        self.kmeans_iters = kmeans_iters
-        self.temperature = temperature
-        self.kd_weight = kd_weight
-        self.feature_weight = feature_weight
-        self.feature_loss = feature_loss
-        self.label_weight = label_weight
-        self.max_items = max_items
-        self.n_repeats = n_repeats
-        self.test_fraction = test_fraction
-        self.val_fraction = val_fraction
-        self.baseline_sampling = baseline_sampling
-        self.baseline_k = baseline_k
-        self.baseline_repeats = baseline_repeats
-        self.baseline_model = baseline_model
-        self.baseline_C = baseline_C
-        self.drop_one = drop_one
-        self.device = device
-        self.num_threads = num_threads
+        self.prototypes, self.keep_prototypes, self.kmeans_iters = prototypes, keep_prototypes, kmeans_iters
+        self.temperature, self.kd_weight, self.feature_weight = temperature, kd_weight, feature_weight
+        self.feature_loss, self.label_weight = feature_loss, label_weight
+        self.max_items, self.n_repeats = max_items, n_repeats
+        self.test_fraction, self.val_fraction = test_fraction, val_fraction
+        self.baseline_sampling, self.baseline_k, self.baseline_repeats = baseline_sampling, baseline_k, baseline_repeats
+        self.baseline_model, self.baseline_C = baseline_model, baseline_C
+        self.drop_one, self.device, self.num_threads = drop_one, device, num_threads
 
     # ------------------------------------------------------------------ checks
     def _check(self, pool: Any) -> tuple[list[str], list[str]]:
@@ -226,7 +203,7 @@ class DistillTask(Task):
             pair = (img, ref)
         return dict(bags), kinds, coarse, pair
 
-    def baseline_features(self, ctx: Any, pool: Any, patients: np.ndarray, student: list[str], repeat: int
+    def baseline_features(self, ctx: RunContext, pool: Any, patients: np.ndarray, student: list[str], repeat: int
                           ) -> np.ndarray:
         """Patient-level sum aggregates of the student modalities, one row per cohort patient."""
         restricted = pool.restrict(patients=patients, modalities=student)
@@ -247,7 +224,7 @@ class DistillTask(Task):
         return X
 
     # ------------------------------------------------------------------ run
-    def run(self, ctx: Any) -> dict[str, Any]:
+    def run(self, ctx: RunContext) -> dict[str, Any]:
         from fusionkit import Unit
 
         t_start = time.perf_counter()
@@ -307,7 +284,7 @@ class DistillTask(Task):
                             targets_done, pair, reused, time.perf_counter() - t_start)
 
     # ------------------------------------------------------------------ outputs
-    def _report(self, ctx: Any, name: str, teacher: list[str], student: list[str], patients: np.ndarray,
+    def _report(self, ctx: RunContext, name: str, teacher: list[str], student: list[str], patients: np.ndarray,
                 rows: list[dict[str, Any]], drop_rows: list[dict[str, Any]], infos: list[dict[str, Any]],
                 availability: list[dict[str, Any]], notes: list[str], targets: list[str],
                 pair: tuple[str, str] | None, reused: int, wall: float) -> dict[str, Any]:
@@ -358,7 +335,7 @@ class DistillTask(Task):
                      "network trained on labels only; sum-baseline = patient-level sum aggregates of the student "
                      "modalities + " + self.baseline_model + "."),
         }
-        figures = _figure(ctx, name, summary_rows, targets)
+        figures = macro_f1_figure(ctx, name, summary_rows, targets)
         return {"summary": summary, "tables": tables, "figures": figures, "paper_comparison": []}
 
 
@@ -372,7 +349,7 @@ def _repeat_unit(*, task: DistillTask, teacher: list[str], student: list[str], t
     from fusionkit.metrics import multiclass_metrics
 
     from fusionkit_plugins.tasks.distill.data import stratified_split
-    from fusionkit_plugins.tasks.distill.model import predict, train_student, train_teacher
+    from fusionkit_plugins.tasks.distill.model import predict, train_student
 
     if task.num_threads:
         import torch
@@ -382,9 +359,9 @@ def _repeat_unit(*, task: DistillTask, teacher: list[str], student: list[str], t
     rng = np.random.default_rng(seed)
     rest, test = stratified_split(y, float(task.test_fraction), rng)
     tr_pos, va_pos = stratified_split(y[rest], float(task.val_fraction), rng)
-    train, val = rest[tr_pos], rest[va_pos]
+    split = (rest[tr_pos], rest[va_pos], test)
+    train, val = split[0], split[1]
     n_classes = len(classes)
-    cfg = task.config(device)
     labels = list(range(n_classes))
 
     def score(model: str, pred: np.ndarray) -> dict[str, Any]:
@@ -393,10 +370,46 @@ def _repeat_unit(*, task: DistillTask, teacher: list[str], student: list[str], t
                 **{k: m[k] for k in METRICS}}
 
     rows, drop = [], []
+    t_info, t_pred, full = _teacher_stage(task, teacher, t_inputs, t_kinds, coarse, pair, y, split, n_classes,
+                                          seed, device, score, rows, drop)
+    s_cfg = task.config(device)
+    if task.student_epochs:
+        s_cfg.epochs = int(task.student_epochs)
+    student_net, s_info = train_student(s_inputs, student, s_kinds, y, train, val, n_classes, s_cfg, seed + 1,
+                                        teacher=full)
+    s_pred = predict(student_net, s_inputs, student, test, device)["logits"].argmax(1)
+    rows.append(score("student", s_pred))
+    base_net, b_info = train_student(s_inputs, student, s_kinds, y, train, val, n_classes, s_cfg, seed + 1,
+                                     teacher=None)
+    rows.append(score("unimodal", predict(base_net, s_inputs, student, test, device)["logits"].argmax(1)))
+    rows.append(score("sum-baseline", _sum_baseline(task, X_base, y, train, val, test, n_classes, seed, device)))
+    agree = float((s_pred == t_pred).mean()) if len(test) else math.nan
+    info = {"target": target, "repeat": repeat, "n_train": int(len(train)), "n_val": int(len(val)),
+            "n_test": int(len(test)), "classes": n_classes, "teacher_epochs": t_info["epochs"],
+            "student_epochs": s_info["epochs"], "unimodal_epochs": b_info["epochs"],
+            "subspace_weights_mean": t_info["subspace_weights_mean"], "consistency": t_info["consistency"],
+            "student_teacher_agreement": agree, "seconds": round(time.perf_counter() - t0, 2)}
+    return {"rows": rows, "drop": drop, "info": info}
+
+
+def _teacher_stage(task: DistillTask, teacher: list[str], t_inputs: dict[str, Any], t_kinds: dict[str, str],
+                   coarse: Any, pair: tuple[str, str] | None, y: np.ndarray,
+                   split: tuple[np.ndarray, np.ndarray, np.ndarray], n_classes: int, seed: int, device: str,
+                   score: Any, rows: list[dict[str, Any]], drop: list[dict[str, Any]]
+                   ) -> tuple[dict[str, Any], np.ndarray, dict[str, np.ndarray]]:
+    """Train the teacher; score it on the test split (whole, and with each modality dropped).
+
+    Returns its training info, its test predictions and its frozen outputs
+    (logits, subspace features) for the training and validation patients.
+    """
+    from fusionkit_plugins.tasks.distill.model import predict, train_teacher
+
+    train, val, test = split
+    cfg = task.config(device)
     teacher_net, t_info = train_teacher(t_inputs, teacher, t_kinds, y, train, val, n_classes, cfg, seed,
                                         coarse=coarse, consistency=pair)
-    t_test = predict(teacher_net, t_inputs, teacher, test, device)
-    rows.append(score("teacher", t_test["logits"].argmax(1)))
+    t_pred = predict(teacher_net, t_inputs, teacher, test, device)["logits"].argmax(1)
+    rows.append(score("teacher", t_pred))
     if task.drop_one and len(teacher) > 1:
         for m in teacher:
             p = predict(teacher_net, t_inputs, teacher, test, device, drop=(m,))["logits"].argmax(1)
@@ -408,24 +421,7 @@ def _repeat_unit(*, task: DistillTask, teacher: list[str], student: list[str], t
     full = {k: np.zeros((len(y),) + t_fit[k].shape[1:], np.float32) for k in ("logits", "f_tumour", "f_tme")}
     for k in full:
         full[k][fit_idx] = t_fit[k]
-    s_cfg = task.config(device)
-    if task.student_epochs:
-        s_cfg.epochs = int(task.student_epochs)
-    student_net, s_info = train_student(s_inputs, student, s_kinds, y, train, val, n_classes, s_cfg, seed + 1,
-                                        teacher=full)
-    s_test = predict(student_net, s_inputs, student, test, device)
-    rows.append(score("student", s_test["logits"].argmax(1)))
-    base_net, b_info = train_student(s_inputs, student, s_kinds, y, train, val, n_classes, s_cfg, seed + 1,
-                                     teacher=None)
-    rows.append(score("unimodal", predict(base_net, s_inputs, student, test, device)["logits"].argmax(1)))
-    rows.append(score("sum-baseline", _sum_baseline(task, X_base, y, train, val, test, n_classes, seed, device)))
-    agree = float((s_test["logits"].argmax(1) == t_test["logits"].argmax(1)).mean()) if len(test) else math.nan
-    info = {"target": target, "repeat": repeat, "n_train": int(len(train)), "n_val": int(len(val)),
-            "n_test": int(len(test)), "classes": n_classes, "teacher_epochs": t_info["epochs"],
-            "student_epochs": s_info["epochs"], "unimodal_epochs": b_info["epochs"],
-            "subspace_weights_mean": t_info["subspace_weights_mean"], "consistency": t_info["consistency"],
-            "student_teacher_agreement": agree, "seconds": round(time.perf_counter() - t0, 2)}
-    return {"rows": rows, "drop": drop, "info": info}
+    return t_info, t_pred, full
 
 
 def _sum_baseline(task: DistillTask, X: np.ndarray, y: np.ndarray, train: np.ndarray, val: np.ndarray,
@@ -449,13 +445,13 @@ def _sum_baseline(task: DistillTask, X: np.ndarray, y: np.ndarray, train: np.nda
 
 # ----------------------------------------------------------------------------- helpers
 
-def _device(device: str, ctx: Any) -> str:
+def _device(device: str, ctx: RunContext) -> str:
     if device in (None, "", "auto"):
         return getattr(ctx, "device", "cpu") or "cpu"
     return str(device)
 
 
-def _cached(ctx: Any, name: str, key: str) -> bool:
+def _cached(ctx: RunContext, name: str, key: str) -> bool:
     return bool(ctx.unit_cached(f"{name}-distill", key))
 
 
@@ -492,34 +488,6 @@ def _clean(v: Any) -> Any:
         return None
     v = float(v)
     return v if math.isfinite(v) else None
-
-
-def _figure(ctx: Any, name: str, summary_rows: list[dict[str, Any]], targets: list[str]) -> list[str]:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:  # pragma: no cover
-        return []
-    rows = [r for r in summary_rows if r["metric"] == "macro_f1"]
-    if not rows:
-        return []
-    fig, axes = plt.subplots(1, len(targets), figsize=(4.2 * len(targets), 3.4), squeeze=False)
-    for ax, target in zip(axes[0], targets):
-        sub = [r for r in rows if r["target"] == target]
-        means = [r["mean"] for r in sub]
-        err = [[r["mean"] - r["ci_low"] if math.isfinite(r["ci_low"]) else 0 for r in sub],
-               [r["ci_high"] - r["mean"] if math.isfinite(r["ci_high"]) else 0 for r in sub]]
-        ax.bar(range(len(sub)), means, yerr=err, capsize=3,
-               color=["#4c72b0", "#dd8452", "#8c8c8c", "#55a868"][: len(sub)])
-        ax.set_xticks(range(len(sub)))
-        ax.set_xticklabels([r["model"] for r in sub], rotation=20)
-        ax.set_ylim(0, 1)
-        ax.set_title(f"{target}: macro-F1 (95% CI)")
-    rel = f"{name}/macro_f1.png"
-    ctx.save_figure(fig, rel)
-    return [rel]
 
 
 @hookimpl

@@ -53,7 +53,6 @@ the drawing.
 from __future__ import annotations
 
 import logging
-import math
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
