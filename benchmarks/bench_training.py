@@ -84,7 +84,7 @@ def run(quick: bool = False, tmp: Path | None = None) -> list[dict[str, Any]]:
         import fusionkit.plugins  # noqa: F401
         from fusionkit_plugins.tasks.recognizer.models import LogisticBaseline  # noqa: F401
     except Exception as exc:  # noqa: BLE001
-        return [skip(BENCH, "recognizer", f"plugins/tasks/recognizer/task.py not importable ({exc})")]
+        return [skip(BENCH, "recognizer", f"plugins/tasks/recognizer/models.py not importable ({exc})")]
     n = 3_000 if quick else 15_000
     pool = synthetic_pool(20_000 if quick else 50_000)
     try:
