@@ -223,3 +223,19 @@ def test_recipe_check_names_unknown_sampling(tmp_path):
     with pytest.raises(RecipeError) as err:
         validate(raw, plugins.load(env={}), path=tmp_path / "r.yaml")
     assert "nope" in str(err.value) or any("nope" in str(i) for i in err.value.issues)
+
+
+def test_each_patient_task_has_its_own_module_and_the_old_short_name_blocks_them():
+    from fusionkit import plugins
+
+    names = ("classifier", "gmm", "similarity", "retrieval")
+    system = plugins.load(env={})
+    for name in names:
+        info = system.info("task", name)
+        assert info.factory.__module__ == f"fusionkit_plugins.tasks.patient.{name}"
+        assert info.plugin == f"builtin.tasks.patient.{name}"
+    blocked = plugins.load(env={"FUSIONKIT_PLUGINS_BLOCK": "builtin.tasks_patient"})
+    left = set(blocked.registry.names("task"))
+    assert not set(names) & left and {"recognizer", "distill"} <= left
+    one = plugins.load(env={"FUSIONKIT_PLUGINS_BLOCK": "builtin.tasks.patient.gmm"})
+    assert set(one.registry.names("task")) & set(names) == {"classifier", "similarity", "retrieval"}
