@@ -147,7 +147,7 @@ def test_verdict_rules():
                  _r("GMM clustering", "ARI", "all", "5x5", 0.45, 0.4, 0.5),
                  _r("GMM clustering", "best separated class (silhouette of true class)", "all", "5x5", 0.2,
                     note="ours: BRCA (THCA not in this data)")])
-    assert c["recognizer"].verdict == "partly" and "mutation 0.41" in c["recognizer"].reason
+    assert c["recognizer"].verdict == "partly" and "short: mutation 0.41;" in c["recognizer"].reason
     assert c["recognizer"].ours == "lowest mutation 0.41 [0.30, 0.50]"
     assert c["composite"].verdict == "partly"  # lower, but the CIs overlap
     assert c["noise"].verdict == "does not hold" and "0.70 at 10% noise" in c["noise"].reason

@@ -1,0 +1,132 @@
+"""Cache keys that never lie: what a cached result was computed *with*.
+
+A component's parameters and version are not enough to name its output:
+
+* **code** — a plugin edited without bumping its version computes something
+  else. :func:`source_fingerprint` hashes the source file of the component's
+  class and of every class it inherits from outside the fusionkit core (for
+  a factory function: its module file). Editing a plugin module invalidates
+  the caches of the components defined in it.
+* **weights** — new weights saved into the same local model folder or
+  checkpoint file. :func:`weights_fingerprint` finds the parameters that
+  name weights (those listed in the component's ``weights_params``, else
+  those whose name says model/checkpoint/weights/pretrained/...) whose value
+  is an existing local file or folder, and hashes its whole content (:mod:`fusionkit.fingerprint`: every byte, cached
+  by stat, so an unchanged 400 MB folder costs a ``stat`` per file).
+
+:func:`component_key` puts both into the cache key of a component spec; the
+encode stage uses it for embedding stores, the task stage for repeat units.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any, Iterable
+
+__all__ = ["source_files", "source_fingerprint", "local_paths", "weights_fingerprint", "component_key"]
+
+#: parameter strings longer than this are never paths
+_MAX_PATH = 4096
+
+
+def _is_core(module: str) -> bool:
+    return module in ("builtins", "fusionkit") or module.startswith("fusionkit.")
+
+
+def source_files(factory: Any) -> list[Path]:
+    """Source files that define ``factory``: its class and non-core bases, or a function's module."""
+    objs: Iterable[Any] = inspect.getmro(factory) if inspect.isclass(factory) else (factory,)
+    files: list[Path] = []
+    for obj in objs:
+        module = getattr(obj, "__module__", None) or ""
+        if _is_core(module):
+            continue
+        mod = sys.modules.get(module)
+        path = getattr(mod, "__file__", None) if mod is not None else None
+        if not path:
+            try:
+                path = inspect.getsourcefile(obj)
+            except (TypeError, OSError):
+                path = None
+        if path and path.endswith(".py") and os.path.isfile(path):
+            p = Path(path).resolve()
+            if p not in files:
+                files.append(p)
+    return files
+
+
+def source_fingerprint(factory: Any, length: int = 16) -> str:
+    """sha256 of the source files of ``factory`` (see :func:`source_files`); '' when it has none."""
+    files = source_files(factory)
+    if not files:
+        return ""
+    h = hashlib.sha256()
+    for f in files:  # small files, read every time: a stat-based memo can miss a same-size edit
+        h.update(f.name.encode())
+        h.update(hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()[:length]
+
+
+#: parameter names taken as weights by default (a component may list its own in ``weights_params``)
+WEIGHTS_NAME = re.compile(r"model|checkpoint|ckpt|weight|pretrained|state_dict|tokenizer", re.I)
+
+
+def local_paths(params: Any, names: Iterable[str] | None = None) -> list[str]:
+    """Strings that name an existing local file or folder, in the parameters ``names``
+    (default: those whose name matches :data:`WEIGHTS_NAME`), nested values included."""
+    found: list[str] = []
+    wanted = set(names) if names is not None else None
+
+    def walk(v: Any) -> None:
+        if isinstance(v, dict):
+            for x in v.values():
+                walk(x)
+        elif isinstance(v, (list, tuple)):
+            for x in v:
+                walk(x)
+        elif isinstance(v, (str, os.PathLike)):
+            s = os.fspath(v)
+            if 0 < len(s) <= _MAX_PATH and "\n" not in s:
+                p = os.path.expanduser(s)
+                if os.path.exists(p):
+                    real = os.path.realpath(p)
+                    if real not in found:
+                        found.append(real)
+
+    for key, value in (params or {}).items():
+        if (key in wanted) if wanted is not None else bool(WEIGHTS_NAME.search(str(key))):
+            walk(value)
+    return found
+
+
+def weights_fingerprint(params: Any, names: Iterable[str] | None = None) -> dict[str, str]:
+    """{local path: content fingerprint} of every local weights file or folder named in ``params``."""
+    from .fingerprint import file_fingerprint
+
+    out = {}
+    for p in local_paths(params, names):
+        try:
+            out[p] = file_fingerprint(p)
+        except Exception as exc:  # noqa: BLE001 - an unreadable path still changes the key
+            out[p] = f"unreadable:{type(exc).__name__}"
+    return out
+
+
+def component_key(spec: Any) -> dict[str, Any]:
+    """What a component spec computes with beyond its parameters: ``{"code": ..., "weights": {...}}``.
+
+    ``spec`` is a recipe :class:`~fusionkit.recipe.Spec` (its ``info.factory``
+    and ``params`` are read); None gives an empty key.
+    """
+    if spec is None:
+        return {}
+    info = getattr(spec, "info", None)
+    factory = getattr(info, "factory", None)
+    names = getattr(factory, "weights_params", None)
+    return {"code": source_fingerprint(factory) if factory is not None else "",
+            "weights": weights_fingerprint(getattr(spec, "params", {}) or {}, names)}
