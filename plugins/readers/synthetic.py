@@ -194,6 +194,7 @@ class SyntheticTcgaReader(Reader):
     """
 
     provides = MODALITIES
+    yields_labels = ("cancer_type", "subtype", "tmb", "tmb_class", "OS", "OS_time", "age_at_diagnosis", "stage")
 
     def __init__(self, n_patients: int = 600, n_genes: int = 1000, n_mutation_genes: int = 400,
                  min_tiles: int = 2, max_tiles: int = 4, tile_size: int = 64,

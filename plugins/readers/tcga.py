@@ -79,6 +79,7 @@ class TcgaLabelsReader(Reader):
     """
 
     provides = ()
+    yields_labels = ("cancer_type", "subtype", "tmb", "tmb_class")
 
     def __init__(self, root: str = "", patients_file: str = "patients.csv",
                  subtype_file: str | None = "subtypes/pancan_subtype.tsv", subtype_column: str = "mRNA",
@@ -211,6 +212,7 @@ class TcgaFolderReader(Reader):
     """
 
     provides = ("rna", "mutation", "text", "image", "clinical")
+    yields_labels = ("cancer_type", "subtype", "tmb", "tmb_class")
 
     def __init__(self, root: str = "", modalities: list | None = ("rna", "mutation", "text", "image"),  # type: ignore[assignment]
                  clinical: bool = False, clinical_exclude_diagnosis_fields: bool = True,
