@@ -252,6 +252,8 @@ class Reader(Component):
     #: modalities this reader can produce; recipe validation checks a modality's
     #: ``input`` against it (empty: not checked, e.g. readers of labels only)
     provides: ClassVar[tuple[str, ...]] = ()
+    #: patient labels it yields (shown by ``list``/``describe``; not checked)
+    yields_labels: ClassVar[tuple[str, ...]] = ()
 
     def read(self, ctx: "RunContext") -> RawDataset:  # pragma: no cover - interface
         raise NotImplementedError

@@ -121,6 +121,9 @@ def apply_overrides(raw: dict[str, Any], sets: list[str] | tuple[str, ...]) -> d
             elif not isinstance(nxt, dict):
                 raise RecipeError(f"--set {expr!r}: {'.'.join(parts[:i + 1])} is not a mapping")
             node = nxt
+        if parts[-1] == "name" and len(parts) >= 2 and _is_spec_path(parts, len(parts) - 2) \
+                and node.get("name") != value:
+            node.pop("params", None)  # another component: the old one's parameters do not apply
         node[parts[-1]] = value
     return raw
 

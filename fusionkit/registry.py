@@ -138,9 +138,36 @@ def _unknown_params(info: "ComponentInfo", schema: ParamSchema, params: dict[str
 _SIMPLE_ANNOTATIONS = {"int": 0, "float": 0.0, "bool": False, "str": ""}
 
 
+def _literal_choices(annotation: Any) -> tuple[Any, ...] | None:
+    """The allowed values of a ``Literal[...]`` annotation (also ``Literal[...] | None``, or as a
+    string under ``from __future__ import annotations``); None for any other annotation."""
+    import ast
+    import typing
+
+    if isinstance(annotation, str):
+        m = re.fullmatch(r"\s*(?:typing\.)?Literal\[(.*)\]\s*(\|\s*None\s*)?", annotation)
+        if not m:
+            return None
+        try:
+            values = ast.literal_eval(f"({m.group(1)},)")
+        except (ValueError, SyntaxError):
+            return None
+        return tuple(values) + ((None,) if m.group(2) else ())
+    if typing.get_origin(annotation) is typing.Literal:
+        return typing.get_args(annotation)
+    return None
+
+
 def _type_problem(value: Any, default: Any, annotation: Any = REQUIRED) -> str | None:
-    """Light type check: by a simple annotation (int/float/bool/str) when there is one,
-    else by the default's type. ``Any``, unions and containers are not checked."""
+    """Light type check: a ``Literal[...]`` annotation's choices; a simple annotation
+    (int/float/bool/str); else the default's type. ``Any``, other unions and containers
+    are not checked."""
+    choices = _literal_choices(annotation)
+    if choices is not None:
+        if value in choices and not (isinstance(value, bool) and not any(isinstance(c, bool) for c in choices)):
+            return None
+        near = suggest(str(value), [str(c) for c in choices]) if isinstance(value, str) else None
+        return f"must be one of {', '.join(repr(c) for c in choices)}, got {value!r}" + (f" ({near})" if near else "")
     if annotation is not REQUIRED:
         name = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
         if name not in _SIMPLE_ANNOTATIONS:
@@ -201,6 +228,9 @@ class ComponentInfo:
             out["modality"] = meta.get("modality", self.factory.modality)
             out["input_kind"] = meta.get("input_kind", self.factory.input_kind)
             out["dim"] = meta.get("dim")
+        if self.kind == "reader":
+            out["modalities"] = list(meta.get("modalities", getattr(self.factory, "provides", ())))
+            out["labels"] = list(meta.get("labels", getattr(self.factory, "yields_labels", ())))
         for key in ("licence", "gated", "weights_source", "params", "tags"):
             if key in meta:
                 out[key] = meta[key]
