@@ -45,6 +45,7 @@ BUILTIN_PLUGINS = (
     "fusionkit_plugins.encoders.adapters",
     "fusionkit_plugins.encoders.identity",
     "fusionkit_plugins.encoders.omics_vae",
+    "fusionkit_plugins.encoders.pca",
     "fusionkit_plugins.encoders.text",
     "fusionkit_plugins.encoders.tiles",
     "fusionkit_plugins.readers.precomputed",
@@ -66,6 +67,7 @@ BUILTIN_PLUGINS = (
     "fusionkit_plugins.tasks.patient.gmm",
     "fusionkit_plugins.tasks.patient.similarity",
     "fusionkit_plugins.tasks.patient.retrieval",
+    "fusionkit_plugins.tasks.survival.task",
     "fusionkit_plugins.tasks.distill.task",
 )
 
@@ -102,8 +104,6 @@ def expand_block(block: set[str]) -> set[str]:
         out.update(LEGACY_BUILTIN_NAMES.get(name, ()))
     return out
 
-STATUSES = ("ok", "broken", "disabled", "duplicate", "unknown-hook")
-
 
 @dataclass
 class PluginRecord:
@@ -113,6 +113,7 @@ class PluginRecord:
     source: str  # "builtin" | "entrypoint" | "dir"
     dist: str | None = None
     version: str | None = None
+    #: ok | broken | disabled | duplicate | unknown-hook
     status: str = "ok"
     hooks: list[str] = field(default_factory=list)
     error: str | None = None

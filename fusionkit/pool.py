@@ -47,15 +47,6 @@ class ModalityView:
             self._mean = cached
         return cached
 
-    def item_label(self, name: str) -> np.ndarray:
-        """Per-row label over ``rows``."""
-        if name == "patient_id":
-            return self.patient_ids[self.rows]
-        if name not in self.labels:
-            raise DataError(f"modality {self.name!r} has no item label {name!r}",
-                            hint=f"available: {', '.join(sorted(self.labels)) or '(none)'}")
-        return self.labels[name][self.rows]
-
 
 class EmbeddingPool:
     """All modalities of a run, aligned on patient ids, plus patient-level labels."""

@@ -208,10 +208,6 @@ class Recipe:
     #: labels that are measurements, not classes (``labels.continuous``)
     continuous_labels: tuple[str, ...] = ()
 
-    @property
-    def base_dir(self) -> Path:
-        return self.path.parent if self.path else Path.cwd()
-
     def to_dict(self) -> dict[str, Any]:
         """The fully resolved recipe (every default filled), as written into each run."""
         return {

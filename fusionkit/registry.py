@@ -24,8 +24,6 @@ KINDS = ("reader", "encoder", "adapter", "sampler", "perturbation", "aggregator"
 INPUT_KINDS = ("matrix", "text", "image", "embedding")
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9\-]*$")
-METADATA_KEYS = ("summary", "modality", "dim", "licence", "gated", "weights_source", "params", "tags",
-                 "input_kind")
 
 
 # ----------------------------------------------------------------------------- parameter schema
@@ -229,8 +227,8 @@ class ComponentInfo:
             out["input_kind"] = meta.get("input_kind", self.factory.input_kind)
             out["dim"] = meta.get("dim")
         if self.kind == "reader":
-            out["modalities"] = list(meta.get("modalities", getattr(self.factory, "provides", ())))
-            out["labels"] = list(meta.get("labels", getattr(self.factory, "yields_labels", ())))
+            out["modalities"] = list(meta.get("modalities", self.factory.provides))
+            out["labels"] = list(meta.get("labels", self.factory.yields_labels))
         for key in ("licence", "gated", "weights_source", "params", "tags"):
             if key in meta:
                 out[key] = meta[key]

@@ -302,7 +302,7 @@ def test_core_reads_only_declared_component_attributes():
     assert _Enc().gpu_wanted() is False
     assert type("Img", (_Enc,), {"input_kind": "image"})().gpu_wanted() is True
     declared = {"center", "wants_gpu", "trainable", "shard_size", "input_kind", "modality", "card", "check_recipe",
-                "linear", "l2_normalize", "provides", "component_params", "apply_to", "gpu"}
+                "linear", "l2_normalize", "provides", "yields_labels", "component_params", "apply_to", "gpu"}
     hidden = []
     for path in sorted(ROOTS["fusionkit"].rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
@@ -478,3 +478,13 @@ def test_plugin_author_snippet_in_hookspecs_uses_the_public_api():
 
     doc = textwrap.dedent(hookspecs.__doc__ or "")
     assert "from fusionkit import Encoder, hookimpl" in doc and "fusionkit.components" not in doc
+
+
+def test_a_missing_builtin_module_is_broken_not_skipped(monkeypatch):
+    from fusionkit import plugins
+
+    monkeypatch.setattr(plugins, "BUILTIN_PLUGINS", (*plugins.BUILTIN_PLUGINS, "fusionkit_plugins.no_such_room"))
+    system = plugins.load(env={})
+    record = next(r for r in system.records if r.name == "builtin.no_such_room")
+    assert record.status == "broken" and "No module named" in record.error
+    assert system.registry.has("aggregator", "sum")  # the other built-ins still load
