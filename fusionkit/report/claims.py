@@ -35,6 +35,8 @@ class Claim:
     reason: str = "no task in this recipe measures it"
     task: str | None = None
     figure: str | None = None
+    #: the modality whose panel of a per-modality figure the thumbnail shows
+    focus: str | None = None
     also: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -120,7 +122,7 @@ def _recognizer_deep(rows: Sequence[Mapping[str, Any]], _: Mapping[str, Any]) ->
     return {"verdict": _tally(good, len(per)), "reason": reason,
             "ours": f"lowest {worst} {_stat(per[worst])}",
             "detail": "mean over k: " + " · ".join(f"{m} {num(v, D)}" for m, v in means.items()),
-            "figure": "mcc_by_k"}
+            "figure": "mcc_by_k", "focus": worst}
 
 
 def _recognizer_baseline(rows: Sequence[Mapping[str, Any]], _: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -140,7 +142,8 @@ def _recognizer_baseline(rows: Sequence[Mapping[str, Any]], _: Mapping[str, Any]
               ", ".join(p for p, r in zip(parts, picked) if "(>=" in p))
     return {"verdict": _tally(below, len(picked)), "reason": reason,
             "ours": " · ".join(f"{r.get('modality')} {_stat(r)}" for r in picked),
-            "detail": f"logistic baseline, k={picked[0].get('k')}", "figure": "mcc_by_k"}
+            "detail": f"logistic baseline, k={picked[0].get('k')}", "figure": "mcc_by_k",
+            "focus": str(picked[0].get("modality"))}
 
 
 def _composite_text(rows: Sequence[Mapping[str, Any]], _: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -163,7 +166,7 @@ def _composite_text(rows: Sequence[Mapping[str, Any]], _: Mapping[str, Any]) -> 
     else:
         verdict, reason = FAILS, "composite is not lower than isolation for text"
     return {"verdict": verdict, "reason": reason, "ours": ours, "detail": f"modality {c.get('modality')}",
-            "figure": "isolation_vs_composite"}
+            "figure": "isolation_vs_composite", "focus": str(c.get("modality"))}
 
 
 def _noise_level(row: Mapping[str, Any]) -> float | None:
@@ -196,7 +199,7 @@ def _noise(rows: Sequence[Mapping[str, Any]], _: Mapping[str, Any]) -> dict[str,
         verdict, reason = PARTLY, f"less robust than the paper: {num(b, D)} at 50% noise (paper about 0.6)"
     mod = (lo or hi).get("modality")
     return {"verdict": verdict, "reason": reason, "ours": ours, "detail": f"modality {mod}, trained clean",
-            "figure": "robustness"}
+            "figure": "robustness", "focus": str(mod)}
 
 
 def _classifier_rows(rows: Sequence[Mapping[str, Any]]) -> tuple[str, list[Mapping[str, Any]]]:
@@ -354,6 +357,7 @@ def evaluate_claims(metrics: Mapping[str, Any]) -> list[Claim]:
                 claim.verdict, claim.reason = got["verdict"], got["reason"]
                 claim.ours, claim.detail = got.get("ours", ""), got.get("detail", "")
                 claim.figure = _figure(metrics.get(tname) or {}, got.get("figure"))
+                claim.focus = got.get("focus")
             else:
                 claim.also.append(f"{tname}: {got['verdict']}, {got.get('ours', '')}")
         for attr in ("title", "paper", "ours", "detail", "reason"):

@@ -153,12 +153,17 @@ def read_csv_rows(path: str | Path, limit: int | None = None) -> tuple[list[dict
 _MIME = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "svg": "image/svg+xml", "gif": "image/gif"}
 
 
-def data_uri(path: Path, thumb_width: int | None = None) -> str | None:
-    """A ``data:`` URI of an image file (downscaled to ``thumb_width`` px when given); None when too big."""
+def data_uri(path: Path, thumb_width: int | None = None, focus: tuple[int, int] | None = None) -> str | None:
+    """A ``data:`` URI of an image file; None when too big to embed.
+
+    ``thumb_width``: downscale to that width. ``focus`` (panel index, panels): for a
+    figure with one panel per item, at most four to a row, crop to that panel first
+    (only when the figure's shape fits such a grid).
+    """
     data = path.read_bytes()
     mime = _MIME.get(path.suffix.lower().lstrip("."), "application/octet-stream")
     if thumb_width and mime in ("image/png", "image/jpeg"):
-        small = _thumbnail(data, thumb_width)
+        small = _thumbnail(data, thumb_width, focus)
         if small is not None:
             data, mime = small, "image/png"
     if len(data) > MAX_FIGURE_BYTES:
@@ -166,14 +171,28 @@ def data_uri(path: Path, thumb_width: int | None = None) -> str | None:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def _thumbnail(data: bytes, width: int) -> bytes | None:
+def _panel_box(w: int, h: int, focus: tuple[int, int] | None) -> tuple[int, int, int, int] | None:
+    if not focus or focus[1] < 2:
+        return None
+    idx, n = focus
+    cols = min(4, n)
+    rows = -(-n // cols)
+    if not 0.7 < (w / h) / (cols / rows * 3.4 / 2.9) < 1.4:  # not a panel grid
+        return None
+    col, row = idx % cols, idx // cols
+    return (w * col // cols, h * row // rows, w * (col + 1) // cols, h * (row + 1) // rows)
+
+
+def _thumbnail(data: bytes, width: int, focus: tuple[int, int] | None = None) -> bytes | None:
     try:
         from PIL import Image  # matplotlib's dependency; optional here
     except ImportError:  # pragma: no cover - full image instead
         return None
     try:
         with Image.open(io.BytesIO(data)) as im:
-            if im.width <= width:
+            box = _panel_box(im.width, im.height, focus)
+            im = im.crop(box) if box else im
+            if im.width <= width and box is None:
                 return None
             height = max(1, round(im.height * width / im.width))
             small = im.convert("RGBA").resize((width, height), Image.LANCZOS)

@@ -29,8 +29,8 @@ header{display:flex;flex-wrap:wrap;align-items:baseline;gap:4px 16px}
 h1{font-size:1.35em;margin:0}h1 small,h2 small{font-weight:400;color:#5b6475;font-size:.7em}
 h2{font-size:1.15em;border-bottom:2px solid #d8dde6;padding-bottom:3px;margin:1.6em 0 .5em}
 .meta{color:#5b6475;font-size:.8em}
-nav{font-size:.82em;margin:2px 0 6px}nav a{margin-right:10px;white-space:nowrap}
-.study{margin:4px 0 10px;max-width:none;font-size:.93em}
+nav{font-size:.82em;margin-left:auto}nav a{margin-left:10px;white-space:nowrap}
+.study{margin:4px 0 10px;font-size:.93em}
 .top{display:grid;grid-template-columns:minmax(0,1fr) 330px;gap:14px;align-items:start}
 .panel h2{margin:0 0 6px;font-size:1.05em;border:0;padding:0}
 .claims{display:grid;grid-template-columns:repeat(auto-fill,minmax(290px,1fr));gap:8px}
@@ -38,7 +38,8 @@ nav{font-size:.82em;margin:2px 0 6px}nav a{margin-right:10px;white-space:nowrap}
  padding:6px 8px;font-size:.8em;line-height:1.3;min-width:0;break-inside:avoid}
 .claim h3{font-size:1.02em;margin:0 0 2px}
 .claim p{margin:1px 0}.claim .src{color:#5b6475;font-size:.92em}
-.thumb{flex:0 0 84px}.thumb img{width:84px;height:auto;display:block;border:1px solid #e3e6ec}
+.thumb{flex:0 0 96px}.thumb img{width:96px;height:auto;max-height:110px;object-fit:contain;display:block;
+ border:1px solid #e3e6ec;background:#fff}
 .body{min-width:0;overflow-wrap:anywhere}
 .badge{display:inline-block;padding:0 6px;border-radius:9px;color:#fff;font-weight:600;font-size:.92em;background:#6b7383}
 .v-holds{border-left-color:#13795b}.v-holds .badge,.badge.b-holds{background:#13795b}
@@ -75,7 +76,9 @@ def _claim_card(view: RunView, c: Claim) -> str:
     if c.figure and c.task:
         p = Path(c.figure)
         p = p if p.is_absolute() else view.out_dir / p
-        uri = data_uri(p, THUMB_WIDTH) if p.exists() else None
+        mods = list(((view.metrics.get(c.task) or {}).get("summary") or {}).get("modalities") or [])
+        focus = (mods.index(c.focus), len(mods)) if c.focus in mods else None
+        uri = data_uri(p, THUMB_WIDTH, focus) if p.exists() else None
         if uri:
             thumb = (f"<a class='thumb' href='#{figure_id(c.task, c.figure)}'>"
                      f"<img alt='{esc(p.stem.replace('_', ' '))}' src='{uri}'></a>")
@@ -148,6 +151,9 @@ def availability_rows(view: RunView) -> tuple[list[dict[str, Any]], list[str], s
 
 def _details_section(view: RunView) -> str:
     out = ["<h2 id='details'>Details</h2>"]
+    desc = str(view.recipe.get("description") or "").strip()
+    if desc:
+        out.append(f"<details open><summary>about this study</summary><p>{esc(desc)}</p></details>")
     shared, rows = comparison_table(view.metrics)
     if rows:
         notes = "".join(f"<p class='note'>{esc(t)}: {esc(n)}</p>" for t, n in shared.items())
@@ -179,11 +185,9 @@ def _header(view: RunView) -> str:
     nav = ["<a href='#claims'>claims</a>", "<a href='#health'>health</a>"]
     nav += [f"<a href='#{anchor('task', t)}'>{esc(t)}</a>" for t in view.tasks]
     nav.append("<a href='#details'>details</a>")
-    desc = str(view.recipe.get("description") or "").strip()
     study = " ".join(study_sentences(view))
-    return (f"<header><h1>fusionkit report: {esc(view.name)}</h1><span class='meta'>{esc(meta)}</span></header>"
-            f"<nav>{''.join(nav)}</nav><p class='study'>{esc(study)}</p>"
-            + (f"<details><summary>about this study</summary><p>{esc(desc)}</p></details>" if desc else ""))
+    return (f"<header><h1>fusionkit report: {esc(view.name)}</h1><span class='meta'>{esc(meta)}</span>"
+            f"<nav>{''.join(nav)}</nav></header><p class='study'>{esc(study)}</p>")
 
 
 def render_view(view: RunView) -> str:
@@ -194,7 +198,7 @@ def render_view(view: RunView) -> str:
              _header(view), "<div class='top'>", _claims_panel(view), _health_panel(view), "</div>"]
     for tname in view.tasks:
         decided = [c for c in view.claims if c.task == tname]
-        links = ", ".join(f"<a href='#{anchor('claim', c.id)}'><span class='badge {anchor('b', c.verdict)}'>"
+        links = "".join(f"<a href='#{anchor('claim', c.id)}'><span class='badge {anchor('b', c.verdict)}'>"
                           f"{esc(c.verdict)}</span> {esc(c.title)}</a>" for c in decided)
         line = f"<p class='decides'>The paper's claims measured here: {links}</p>" if decided else ""
         try:

@@ -130,7 +130,9 @@ def modality_rows(view: RunView) -> list[dict[str, Any]]:
     health = view.summary.get("health") or {}
     total = n_patients(view.summary) or 1
     rows = []
-    for name, e in mods.items():
+    order = [m for m in recipe_mods if m in mods] + [m for m in mods if m not in recipe_mods]
+    for name in order:
+        e = mods[name]
         if not isinstance(e, Mapping):
             continue
         spec = recipe_mods.get(name) or {}
@@ -201,7 +203,7 @@ def study_sentences(view: RunView) -> list[str]:
         width = view.recipe.get("width")
         out.append(f"Modalities: {', '.join(parts)}" + (f", all at width {width}." if width else "."))
     if view.tasks:
-        out.append(f"{len(view.tasks)} tasks: {', '.join(view.tasks)}.")
+        out.append(f"{len(view.tasks)} task{'s' if len(view.tasks) != 1 else ''}: {', '.join(view.tasks)}.")
     counts = verdict_counts(view.claims)
     measured = len(view.claims) - counts["not comparable"]
     out.append(f"Of the paper's {len(view.claims)} claims, {measured} are measured here: {counts['holds']} hold, "
