@@ -6,6 +6,7 @@ Chromium is absent and CI is not set (.ci/run installs it)."""
 from __future__ import annotations
 
 import os
+import re
 import struct
 from pathlib import Path
 
@@ -50,8 +51,10 @@ def test_report_in_headless_chromium_on_a_laptop_screen(chromium, tmp_path):
     from fusionkit.report.browser import inspect_page
 
     page = write_report_for(make_run(tmp_path / "run"))
-    res = inspect_page(page, 1366, 768, binary=chromium)
+    res = inspect_page(page, 1366, 768, binary=chromium, pdf=True)
     _check_page(res, 1366, 768, all_cards=True)  # every claim card on the first screen
+    pages = re.findall(rb"/Type\s*/Page[^s]", res["pdf"])
+    assert res["pdf"][:5] == b"%PDF-" and len(pages) >= 1 + 5  # it prints: the summary, then a page per task
     assert len(res["images"]) >= 9 + 8  # thumbnails and task figures
     assert _png_size(res["screenshot"]) == (1366, 768)
     (tmp_path / "first_screen.png").write_bytes(res["screenshot"])

@@ -166,9 +166,10 @@ def _console_errors(events: list[dict[str, Any]]) -> list[str]:
 
 
 def inspect_page(path: str | Path, width: int = 1366, height: int = 768, binary: str | None = None,
-                 timeout: float = 60.0, full_page: bool = False) -> dict[str, Any]:
+                 timeout: float = 60.0, full_page: bool = False, pdf: bool = False) -> dict[str, Any]:
     """Open ``path`` at ``width`` x ``height``; the probe's answer plus ``console_errors`` and ``screenshot``
-    (PNG of the first screen, or of the whole page with ``full_page``)."""
+    (PNG of the first screen, or of the whole page with ``full_page``); with ``pdf``, also the
+    page printed to A4 (``pdf``: bytes)."""
     binary = binary or find_chromium()
     if not binary:
         raise BrowserError("no Chromium found (install the Debian package `chromium`)")
@@ -194,11 +195,17 @@ def inspect_page(path: str | Path, width: int = 1366, height: int = 768, binary:
                 shot_params.update(captureBeyondViewport=True, clip={"x": 0, "y": 0, "width": width, "scale": 1,
                                                                      "height": min(size["height"], 16000)})
             shot = pipe.send("Page.captureScreenshot", shot_params, session=session, timeout=timeout)
+            printed = None
+            if pdf:
+                printed = pipe.send("Page.printToPDF", {"paperWidth": 8.27, "paperHeight": 11.69,
+                                                        "printBackground": True}, session=session, timeout=timeout)
             time.sleep(0.2)  # late console messages
             pipe.send("Runtime.evaluate", {"expression": "1"}, session=session)
             result = dict(probe["result"]["value"])
             result["console_errors"] = _console_errors(pipe.events)
             result["screenshot"] = base64.b64decode(shot["data"])
+            if printed is not None:
+                result["pdf"] = base64.b64decode(printed["data"])
             return result
         finally:
             pipe.close()
