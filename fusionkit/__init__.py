@@ -37,6 +37,10 @@ _EXPORTS: dict[str, str] = {
     "stable_hash": "store", "atomic_write_bytes": "store", "atomic_write_text": "store",
     "atomic_write_json": "store", "atomic_save_npy": "store",
     "metrics": "", "training": "",
+    # safety: one id normalisation for every reader, declared parameter constraints, path checks, fingerprints
+    "normalise_id": "ids", "normalise_ids": "ids", "IdReport": "ids", "check_lengths": "ids",
+    "patient_labels": "ids", "Range": "constraints", "OneOf": "constraints", "Check": "constraints",
+    "safe_component": "safety", "ensure_inside": "safety", "file_fingerprint": "fingerprint",
 }
 
 __all__ = ["__version__", "hookimpl", *_EXPORTS]
@@ -72,3 +76,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .store import (EmbeddingStore, atomic_save_npy, atomic_write_bytes, atomic_write_json, atomic_write_text,
                         stable_hash)
     from .testing import check_component
+    from .constraints import Check, OneOf, Range
+    from .fingerprint import file_fingerprint
+    from .ids import IdReport, check_lengths, normalise_id, normalise_ids, patient_labels
+    from .safety import ensure_inside, safe_component
