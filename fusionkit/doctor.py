@@ -197,7 +197,7 @@ def weights_spec(info: Any) -> list[dict[str, Any]] | None:
     """An encoder's declared weight sources (``register(..., weights=[...])`` or ``card['weights_check']``)."""
     spec = (info.metadata or {}).get("weights")
     if spec is None:
-        spec = (getattr(info.factory, "card", {}) or {}).get("weights_check")
+        spec = (info.factory.card or {}).get("weights_check")
     return list(spec) if spec else None
 
 
@@ -207,7 +207,7 @@ def weight_status(info: Any, params: dict[str, Any] | None = None) -> dict[str, 
         merged = {**info.factory.default_params(), **(params or {})}
     except Exception:  # pragma: no cover - exotic factories
         merged = dict(params or {})
-    card = {**(getattr(info.factory, "card", {}) or {}), **(info.metadata or {})}
+    card = {**(info.factory.card or {}), **(info.metadata or {})}
     gated = bool(card.get("gated"))
     spec = weights_spec(info)
     if spec is None:

@@ -18,8 +18,11 @@ from fusionkit import hookimpl
 from fusionkit import ModalityData, RawDataset, Reader
 from fusionkit import DataError
 
+from fusionkit_plugins.readers.caps import sample_capped
 from fusionkit_plugins.readers.common import (availability_note, barcodes12, find_barcodes, fingerprint, labels_from_items,
                              load_cancer_map, pick_column, read_table, resolve_paths, rng_for)
+# the wsi reader moved to readers/slides.py; its names stay importable from here
+from fusionkit_plugins.readers.slides import SLIDE_EXTENSIONS, WsiReader, _open_slide, choose_level  # noqa: F401
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 #: files that may sit beside tiles without being tiles
@@ -59,23 +62,6 @@ def tile_grid(image: np.ndarray, tile_size: int = 256, *, white_level: int = 220
         keep = frac <= background_threshold
         coords, frac = coords[keep], frac[keep]
     return coords, frac
-
-
-def sample_capped(groups: np.ndarray, cap: int | None, rng: np.random.Generator) -> np.ndarray:
-    """Indices keeping at most ``cap`` items per group, chosen uniformly at random (sorted)."""
-    groups = np.asarray(groups)
-    if cap is None or len(groups) == 0:
-        return np.arange(len(groups))
-    order = rng.permutation(len(groups))
-    g = groups[order]
-    # rank of each item within its group in the permuted order (vectorised)
-    sort = np.argsort(g, kind="stable")
-    gs = g[sort]
-    starts = np.r_[0, np.flatnonzero(gs[1:] != gs[:-1]) + 1]
-    run = np.repeat(starts, np.diff(np.r_[starts, len(gs)]))
-    rank = np.empty(len(g), dtype=np.int64)
-    rank[sort] = np.arange(len(gs)) - run
-    return np.sort(order[rank < int(cap)])
 
 
 class TilesReader(Reader):
@@ -234,20 +220,6 @@ class TilesReader(Reader):
             out.labels["cancer_type"] = labels_from_items(pid, labels["cancer_type"])
             notes.append(availability_note(self.modality, pid, out.labels["cancer_type"], len(pid)))
         return out
-
-
-# --------------------------------------------------------------------------- WSI (moved)
-
-#: names that moved to :mod:`fusionkit_plugins.readers.slides`, still importable from here
-_MOVED = ("WsiReader", "SlideTile", "open_slide", "_open_slide", "choose_level", "SLIDE_EXTENSIONS")
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED:  # lazily: slides imports this module
-        from fusionkit_plugins.readers import slides
-
-        return getattr(slides, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @hookimpl

@@ -30,7 +30,7 @@ from fusionkit import DataError, ModalityData, RawDataset, Reader, hookimpl
 
 from fusionkit_plugins.readers.common import (availability_note, find_barcodes, fingerprint, labels_from_items,
                                               load_cancer_map, resolve_paths, rng_for)
-from fusionkit_plugins.readers.image import sample_capped
+from fusionkit_plugins.readers.caps import sample_capped
 
 H5_EXTENSIONS = (".h5", ".hdf5")
 LAYOUT_HINT = ("TRIDENT/CLAM patch-feature files hold a dataset 'features' (N x D float) and a dataset "

@@ -34,7 +34,7 @@ from fusionkit import DataError, ModalityData, RawDataset, Reader, hookimpl
 
 from fusionkit_plugins.readers.common import (fingerprint, find_barcodes, labels_from_items, load_cancer_map,
                                               resolve_paths, rng_for)
-from fusionkit_plugins.readers.image import sample_capped
+from fusionkit_plugins.readers.caps import sample_capped
 
 SLIDE_EXTENSIONS = (".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".vms", ".bif", ".svslide")
 BACKENDS = ("auto", "openslide", "tiffslide")
