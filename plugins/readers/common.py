@@ -12,12 +12,11 @@ import hashlib
 import json
 import os
 import re
-from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from fusionkit import DataError
+from fusionkit import DataError, file_fingerprint, normalise_id, patient_labels
 
 #: a TCGA patient barcode anywhere in a string (``TCGA-XX-XXXX``; dots tolerated)
 BARCODE_RE = re.compile(r"TCGA[-.]([A-Z0-9]{2})[-.]([A-Z0-9]{4})", re.IGNORECASE)
@@ -31,15 +30,10 @@ SIX_CANCERS = ("BRCA", "BLCA", "COAD", "STAD", "THCA", "LUAD")
 # --------------------------------------------------------------------------- ids
 
 def barcode12(value: Any) -> str:
-    """The 12-character patient barcode of any TCGA sample/aliquot id (``TCGA.XX.XXXX.01`` too).
-
-    Values that are not TCGA barcodes are returned stripped and unchanged.
-    """
-    text = str(value).strip()
-    m = BARCODE_RE.match(text)
-    if m:
-        return f"TCGA-{m.group(1).upper()}-{m.group(2).upper()}"
-    return text
+    """The patient id of any raw id: fusionkit's one normalisation step
+    (:func:`fusionkit.normalise_id`: strip, upper-case, ``_`` -> ``-``, a TCGA
+    sample/aliquot barcode -> its 12-character patient barcode)."""
+    return normalise_id(value)
 
 
 def barcodes12(values: Iterable[Any]) -> np.ndarray:
@@ -90,28 +84,17 @@ def resolve_paths(spec: Any, *, root: str | None = None, what: str = "input", mu
     return out
 
 
-def fingerprint(paths: Sequence[str], params: dict[str, Any] | None = None, *, content_limit: int = 256 << 20) -> str:
-    """sha256 over the input files (content up to ``content_limit`` bytes each, else size+mtime)
-    and the reader parameters: the cache key of what a reader produced."""
+def fingerprint(paths: Sequence[str], params: dict[str, Any] | None = None) -> str:
+    """sha256 over every byte of the input files (folders: every file in them) and the
+    reader parameters: the cache key of what a reader produced. File hashes are
+    cached by stat (:func:`fusionkit.file_fingerprint`), so re-runs stay fast."""
     h = hashlib.sha256()
     for path in sorted(str(p) for p in paths):
         h.update(os.path.basename(path).encode())
-        try:
-            st = os.stat(path)
-        except OSError:
+        if not os.path.exists(path):
             h.update(b"<missing>")
             continue
-        if os.path.isdir(path):
-            for sub in sorted(Path(path).rglob("*")):
-                if sub.is_file():
-                    s = sub.stat()
-                    h.update(f"{sub.relative_to(path)}:{s.st_size}:{s.st_mtime_ns}".encode())
-        elif st.st_size <= content_limit:
-            with open(path, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
-        else:
-            h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+        h.update(file_fingerprint(path).encode())
     if params:
         h.update(json.dumps(params, sort_keys=True, default=str).encode())
     return h.hexdigest()[:16]
@@ -191,13 +174,11 @@ def rng_for(ctx: Any, seed: int, *keys: Any) -> np.random.Generator:
     return np.random.default_rng(material)
 
 
-def labels_from_items(patient_ids: np.ndarray, values: np.ndarray) -> dict[str, Any]:
-    """First value per patient as a ``{patient_id: value}`` table."""
-    out: dict[str, Any] = {}
-    for p, v in zip(patient_ids, values):
-        if p not in out and v is not None and str(v) not in ("", "nan", "None"):
-            out[str(p)] = v
-    return out
+def labels_from_items(patient_ids: np.ndarray, values: np.ndarray, *, label: str = "cancer_type",
+                      source: str = "reader") -> dict[str, Any]:
+    """One value per patient as a ``{patient_id: value}`` table; items of one patient
+    with different values are an error naming the patients."""
+    return patient_labels(patient_ids, values, label=label, source=source)
 
 
 def availability_note(name: str, patient_ids: np.ndarray, cancer: dict[str, str], n_items: int | None = None) -> str:

@@ -40,6 +40,23 @@ def tmb_labels(n_genes: dict[str, int], divisor: float = 30.0, threshold: float 
     return tmb, cls
 
 
+def _read_maf(path: str, **kw: Any) -> Any:
+    """``pandas.read_csv`` of a (gzipped) MAF; a truncated or mislabelled file is a DataError naming it."""
+    import pandas as pd
+
+    try:
+        return pd.read_csv(path, sep="\t", comment="#", **kw)
+    except pd.errors.EmptyDataError:
+        raise
+    except (EOFError, OSError, ValueError, UnicodeDecodeError) as exc:  # EOFError: truncated .gz
+        raise DataError(f"cannot read MAF ({type(exc).__name__}: {exc})", where=path,
+                        hint="the file is truncated, not gzip despite its .gz name, or not tab-separated; "
+                             "download it again") from None
+    except Exception as exc:  # zlib.error and other decompressor errors
+        raise DataError(f"cannot read MAF ({type(exc).__name__}: {exc})", where=path,
+                        hint="the file is corrupt; download it again") from None
+
+
 class MafReader(Reader):
     """Somatic mutations from MAF files (gz ok) as a patient x gene one-hot matrix, with TMB labels.
 
@@ -86,7 +103,7 @@ class MafReader(Reader):
             if os.path.getsize(path) == 0:
                 raise DataError("MAF file is empty (0 bytes)", where=path, hint="check the download")
             try:
-                cols = pd.read_csv(path, sep="\t", nrows=0, comment="#").columns
+                cols = _read_maf(path, nrows=0).columns
             except pd.errors.EmptyDataError as exc:
                 raise DataError("MAF file is empty (no header)", where=path,
                                 hint="a MAF needs a header with Hugo_Symbol, Variant_Classification and "
@@ -95,7 +112,7 @@ class MafReader(Reader):
             gene_c = pick_column(cols, "Hugo_Symbol", path=path, role="gene")
             vc = pick_column(cols, "Variant_Classification", path=path, role="variant class")
             use = [idc, gene_c, vc] + [c for c in ("is_silent_slot", "cancer_type") if c in cols]
-            df = pd.read_csv(path, sep="\t", usecols=use, comment="#", low_memory=False)
+            df = _read_maf(path, usecols=use, low_memory=False)
             if df.empty:
                 raise DataError("MAF file has a header but no variant rows", where=path,
                                 hint="an empty MAF gives no patients; drop it from paths")

@@ -22,20 +22,26 @@ import numpy as np
 
 from fusionkit import hookimpl
 from fusionkit import ModalityData, RawDataset, Reader
-from fusionkit import DataError
+from fusionkit import DataError, check_lengths, normalise_ids, patient_labels
 
 from fusionkit_plugins.readers.common import read_table
 
-PATIENT_LEN = 12
 
-
-def _patient(x: Any) -> str:
-    s = x.decode() if isinstance(x, bytes) else str(x)
-    return s[:PATIENT_LEN] if s.startswith("TCGA-") else s
+def _load_npy(path: Path) -> np.ndarray:
+    """A numeric .npy, memory-mapped; never unpickles (object arrays are refused)."""
+    try:
+        X = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataError(f"cannot read embeddings: not a numeric .npy array or truncated ({exc})", where=str(path),
+                        hint="save the embeddings with numpy.save as a float array (no pickled objects)") from None
+    if not isinstance(X, np.ndarray) or X.dtype.kind not in "fiu":
+        raise DataError(f"embeddings must be a numeric array, got {getattr(X, 'dtype', type(X).__name__)}",
+                        where=str(path), hint="save a float32 (n, dim) array with numpy.save")
+    return X
 
 
 def _from_npy(modality: str, path: Path, ids: Path | None, id_column: str) -> ModalityData:
-    X = np.load(path, mmap_mode="r")
+    X = _load_npy(path)
     if X.ndim != 2:
         raise DataError(f"embeddings must be 2-D (n, dim), got shape {X.shape}", where=str(path))
     if ids is None:
@@ -47,8 +53,8 @@ def _from_npy(modality: str, path: Path, ids: Path | None, id_column: str) -> Mo
                         where=str(ids), hint="set id_column to the column holding patient ids")
     if len(table) != X.shape[0]:
         raise DataError(f"id table has {len(table)} rows but {path.name} has {X.shape[0]} embeddings",
-                        where=str(ids))
-    return _make(modality, np.asarray(X, dtype=np.float32), table, id_column, str(path))
+                        where=str(ids), hint="the id table needs exactly one row per embedding, in the same order")
+    return _make(modality, np.asarray(X, dtype=np.float32), table, id_column, str(path), id_source=str(ids))
 
 
 def _from_table(modality: str, path: Path, id_column: str, prefix: str | None) -> ModalityData:
@@ -68,8 +74,9 @@ def _from_table(modality: str, path: Path, id_column: str, prefix: str | None) -
     return _make(modality, X, table, id_column, str(path))
 
 
-def _make(modality: str, X: np.ndarray, table: Any, id_column: str, source: str) -> ModalityData:
-    pids = np.array([_patient(p) for p in table[id_column]])
+def _make(modality: str, X: np.ndarray, table: Any, id_column: str, source: str, *,
+          id_source: str | None = None) -> ModalityData:
+    pids, report = normalise_ids(table[id_column], source=f"{id_source or source} ({id_column})")
     if "item_id" in table.columns:
         item_ids = table["item_id"].astype(str).to_numpy()
     else:
@@ -82,7 +89,7 @@ def _make(modality: str, X: np.ndarray, table: Any, id_column: str, source: str)
         raise DataError("embeddings contain NaN or inf", where=source,
                         hint="drop or impute those rows before importing")
     return ModalityData(modality=modality, kind="embedding", patient_ids=pids, item_ids=item_ids, data=X,
-                        labels=labels, source=f"precomputed:{source}")
+                        labels=labels, source=f"precomputed:{source}", extras={"id_report": report.as_dict()})
 
 
 def read_h5(paths: list[Path], modalities: list[str] | None) -> dict[str, ModalityData]:
@@ -93,30 +100,47 @@ def read_h5(paths: list[Path], modalities: list[str] | None) -> dict[str, Modali
         raise DataError("reading HDF5 needs h5py", hint="pip install h5py") from exc
     parts: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
     for path in paths:
-        with h5py.File(path, "r") as f:
-            for group in f.keys():
-                if modalities and group not in modalities:
-                    continue
-                g = f[group]
-                missing = [k for k in ("embeddings", "submitter_id") if k not in g]
-                if missing:
-                    raise DataError(f"group {group!r} lacks {missing}", where=str(path),
-                                    hint="expected datasets embeddings, cancer, submitter_id per modality group")
-                X = np.asarray(g["embeddings"], dtype=np.float32)
-                pids = np.array([_patient(x) for x in g["submitter_id"][()]])
-                cancer = (np.array([_patient(x) for x in g["cancer"][()]]) if "cancer" in g
-                          else np.full(len(pids), ""))
-                parts.setdefault(group, []).append((X, pids, cancer))
+        try:
+            with h5py.File(path, "r") as f:
+                for group in f.keys():
+                    if not modalities or group in modalities:
+                        parts.setdefault(group, []).append(_h5_group(f[group], f"{path}:{group}"))
+        except OSError as exc:
+            raise DataError(f"cannot read HDF5 file ({exc})", where=str(path),
+                            hint="the file is truncated or not HDF5; expected the authors' layout") from None
     out = {}
     for group, chunks in parts.items():
         X = np.concatenate([c[0] for c in chunks])
         pids = np.concatenate([c[1] for c in chunks])
         cancer = np.concatenate([c[2] for c in chunks])
+        ids, report = normalise_ids(pids, source=f"{','.join(map(str, paths))}:{group}/submitter_id")
         out[group] = ModalityData(
-            modality=group, kind="embedding", patient_ids=pids,
-            item_ids=np.array([f"{p}:{group}:{i}" for i, p in enumerate(pids)]), data=X,
-            labels={"cancer_type": cancer}, source=f"precomputed-h5:{','.join(map(str, paths))}")
+            modality=group, kind="embedding", patient_ids=ids,
+            item_ids=np.array([f"{p}:{group}:{i}" for i, p in enumerate(ids)]), data=X,
+            labels={"cancer_type": cancer}, source=f"precomputed-h5:{','.join(map(str, paths))}",
+            extras={"id_report": report.as_dict()})
     return out
+
+
+def _h5_group(g: Any, where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(embeddings, raw ids, cancers) of one modality group; every length must agree."""
+    if not hasattr(g, "keys"):
+        raise DataError("expected a group per modality", where=where)
+    missing = [k for k in ("embeddings", "submitter_id") if k not in g]
+    if missing:
+        raise DataError(f"group lacks {missing}", where=where,
+                        hint="expected datasets embeddings, cancer, submitter_id per modality group")
+    X = np.asarray(g["embeddings"], dtype=np.float32)
+    if X.ndim != 2:
+        raise DataError(f"embeddings must be 2-D (n, dim), got shape {X.shape}", where=f"{where}/embeddings")
+    pids = np.array([x.decode() if isinstance(x, bytes) else str(x) for x in np.ravel(g["submitter_id"][()])])
+    check_lengths(len(X), len(pids), source=f"{where} (embeddings vs submitter_id)")
+    if "cancer" in g:
+        cancer = np.array([x.decode() if isinstance(x, bytes) else str(x) for x in np.ravel(g["cancer"][()])])
+        check_lengths(len(X), len(cancer), source=f"{where} (embeddings vs cancer)", what="embeddings")
+    else:
+        cancer = np.full(len(pids), "")
+    return X, pids, cancer
 
 
 class PrecomputedReader(Reader):
@@ -177,12 +201,14 @@ class PrecomputedReader(Reader):
             raise DataError("precomputed reader has no input", where="precomputed",
                             hint="give inputs: {modality: {path, ids}} or h5_files: [...]")
         labels: dict[str, dict[str, Any]] = {}
-        for data in mods.values():
+        for name, data in mods.items():  # rows of one patient must agree on its labels
             for lname, values in data.labels.items():
-                table = labels.setdefault(lname, {})
-                for pid, v in zip(data.patient_ids, values):
-                    if v not in ("", "nan", "None"):
-                        table.setdefault(str(pid), v)
+                table = patient_labels(data.patient_ids, values, label=lname, source=data.source or name)
+                for pid, v in table.items():
+                    if labels.setdefault(lname, {}).setdefault(pid, v) != v:
+                        raise DataError(f"conflicting {lname!r} labels for patient {pid}: "
+                                        f"{labels[lname][pid]} vs {v}", where=f"precomputed.inputs.{name}",
+                                        hint="each patient needs one value across modalities")
         return RawDataset(modalities=mods, labels=labels)
 
 

@@ -22,6 +22,7 @@ tables of ../shared/data.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 from typing import Any
@@ -71,6 +72,9 @@ class RnaTableReader(Reader):
     drop_columns: extra non-gene columns to drop (numeric meta columns are otherwise taken as genes).
     combine: ``shared`` | ``union`` | ``per-source-scale``; required when the tables' genes differ.
     join: gene join used by ``per-source-scale``: ``union`` or ``shared``.
+    keep_scale: file-name globs of sources ``per-source-scale`` leaves as they are (tables already
+    on a shared scale, e.g. PORPOISE z-scores: z-scoring a one-cancer table per gene removes the
+    differences between cancers, issue 15).
     fill: value for genes a source lacks: a number or ``"mean"``; required for ``union``.
     log1p: apply log(1+x) per source first (raw counts/TPM); zscore: z-score each gene at the end.
     nan: NaNs inside a table: ``error`` | ``zero`` | ``mean`` | ``drop-gene`` | ``drop-patient``.
@@ -84,7 +88,7 @@ class RnaTableReader(Reader):
                  column_suffix: str | None = None, drop_columns: list | None = None,
                  combine: str | None = None, join: str = "union", fill: Any = None,
                  log1p: bool = False, zscore: bool = False, nan: str = "error",
-                 patients: list | None = None, modality: str = "rna"):
+                 patients: list | None = None, modality: str = "rna", keep_scale: list | None = None):
         self.paths = paths
         self.id_column = id_column
         self.cancer_column = cancer_column
@@ -100,6 +104,7 @@ class RnaTableReader(Reader):
         self.nan = nan
         self.patients = patients
         self.modality = modality
+        self.keep_scale = keep_scale
 
     # ------------------------------------------------------------------ helpers
     def _groups(self) -> list[list[str]]:
@@ -240,7 +245,8 @@ class RnaTableReader(Reader):
         strategy, join, same = self._strategy(sources)
         if strategy == "per-source-scale":
             for s in sources:
-                s.X = _zscore(s.X)
+                if not any(fnmatch.fnmatch(n, g) for n in s.name.split("+") for g in as_list(self.keep_scale)):
+                    s.X = _zscore(s.X)
         genes = _joined_genes(sources, join)
         fill = self._fill_value(strategy, join, same)
         X, pid, cancer, srcs = _stack(sources, genes)

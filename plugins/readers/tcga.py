@@ -193,10 +193,12 @@ class TcgaFolderReader(Reader):
     item gets ``cancer_type`` from ``patients.csv``; ``notes`` lists availability per modality and cancer.
 
     THCA RNA (default ``thca_rna: per-source-scale``): the two THCA tables are joined column-wise
-    (same patients, 1,000 + 121 genes) into one source; every source (each PORPOISE cohort table,
-    the THCA pair) is z-scored per gene, then genes are united and genes a source lacks are 0 (its
-    mean). THCA shares only ~68 genes with the others, so THCA RNA differs from the others by
-    source as well as biology: ``shared`` keeps only the common genes, ``missing`` leaves THCA
+    (same patients, 1,000 + 121 genes) into one source and z-scored per gene; the PORPOISE tables
+    are already z-scores on a shared scale and are kept as they are (z-scoring each one-cancer
+    table per gene would erase the differences between cancers: a PCA-256 probe of cancer type
+    falls from 0.71 to 0.10 macro-F1, issue 15); genes are united and genes a source lacks are 0.
+    THCA shares only ~68 genes with the others, so THCA RNA differs from the others by source as
+    well as biology: ``shared`` keeps only the common genes, ``missing`` leaves THCA
     without RNA (reported in the notes).
 
     Parameters
@@ -276,7 +278,7 @@ class TcgaFolderReader(Reader):
             out["rna"] = RnaTableReader(
                 paths=paths, labels_file=self._p("patients.csv"),
                 combine="per-source-scale" if self.thca_rna == "per-source-scale" else "shared",
-                join="union", fill=0.0, nan="zero")
+                join="union", fill=0.0, nan="zero", keep_scale=["porpoise_*"])
         if "mutation" in mods:
             out["mutation"] = MafReader(paths=self._p("mutations", "*.maf.tsv.gz"),
                                         min_gene_frequency=self.min_gene_frequency,
