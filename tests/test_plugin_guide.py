@@ -27,8 +27,8 @@ GUIDE = REPO / "docs" / "PLUGINS.md"
 FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.S | re.M)
 HEAVY = ("torch", "sklearn", "faiss", "sentence_transformers", "timm", "pandas", "matplotlib", "h5py")
 PUBLIC_SUBMODULES = {"metrics", "training"}
-GUIDE_COMPONENTS = {("reader", "csv-matrix"), ("encoder", "pca"), ("encoder", "token-table"),
-                    ("task", "centroid-accuracy")}
+GUIDE_COMPONENTS = {("reader", "my-csv-matrix"), ("encoder", "my-pca"), ("encoder", "my-token-table"),
+                    ("task", "my-centroid")}
 
 
 def snippets() -> list[dict]:
@@ -145,18 +145,18 @@ def test_recipe_runs_end_to_end_with_the_guide_plugins(guide_folder):
     run = guide_folder["folder"] / "runs" / "guide"
     metrics = json.loads((run / "metrics.json").read_text())
     acc = metrics["centroid"]["summary"]["accuracy"]
-    assert metrics["centroid"]["task"] == "centroid-accuracy"
+    assert metrics["centroid"]["task"] == "my-centroid"
     assert acc["n"] == 4 and 0.5 < acc["mean"] <= 1.0  # three cancers with a clear signal: far above chance
     assert acc["ci_low"] <= acc["mean"] <= acc["ci_high"]
     rows = (run / "centroid" / "repeats.csv").read_text().splitlines()
     assert rows[0].split(",") == ["repeat", "accuracy", "n_test"] and len(rows) == 5
     assert (run / "centroid" / "accuracy.png").read_bytes()[:4] == b"\x89PNG"
-    assert "centroid-accuracy" in (run / "report.html").read_text()
+    assert "my-centroid" in (run / "report.html").read_text()
     mods = json.loads((run / "data_summary.json").read_text())["modalities"]
     assert {m: mods[m]["patients"] for m in mods} == {"rna": 60, "text": 60, "tiles": 30}
     record = json.loads((run / "run.json").read_text())
     assert record["status"] == "finished"
-    assert set(record["inputs"]) == {"modalities.rna.reader (csv-matrix)", "modalities.text.reader (report-text)",
+    assert set(record["inputs"]) == {"modalities.rna.reader (my-csv-matrix)", "modalities.text.reader (report-text)",
                                      "modalities.tiles.reader (precomputed)"}
 
 
@@ -164,10 +164,10 @@ def test_stores_record_each_modality_encoder(guide_folder):
     stores = guide_folder["folder"] / "runs" / "guide" / "cache" / "stores"
     metas = {p.name.split("-")[0] + ":" + json.loads((p / "meta.json").read_text())["provenance"]["encoder"]["name"]:
              json.loads((p / "meta.json").read_text()) for p in stores.iterdir() if (p / "meta.json").exists()}
-    assert {"rna:pca", "text:token-table", "tiles:identity"} <= set(metas)
-    assert metas["rna:pca"]["n"] == 60 and metas["rna:pca"]["dim"] == 16
-    assert metas["text:token-table"]["provenance"]["encoder"]["output_dim"] == 32  # then the adapter: 16
-    assert metas["text:token-table"]["dim"] == 16
+    assert {"rna:my-pca", "text:my-token-table", "tiles:identity"} <= set(metas)
+    assert metas["rna:my-pca"]["n"] == 60 and metas["rna:my-pca"]["dim"] == 16
+    assert metas["text:my-token-table"]["provenance"]["encoder"]["output_dim"] == 32  # then the adapter: 16
+    assert metas["text:my-token-table"]["dim"] == 16
     assert metas["tiles:identity"]["n"] == 60
 
 
@@ -230,15 +230,15 @@ def test_guide_package_installs_through_the_entry_point_group(guide_folder, tmp_
                               env=clean_env(PYTHONPATH=str(target), **env))
 
     plugins = {p["name"]: p for p in json.loads(fk("plugins", "--json").stdout)}
-    for name in ("csv_matrix", "pca_encoder", "token_table", "centroid_task"):
+    for name in ("my_csv_matrix", "my_pca", "my_token_table", "my_centroid"):
         assert plugins[name]["status"] == "ok" and plugins[name]["dist"] == "guide-plugins"
         assert plugins[name]["version"] == "0.1.0"
     encoders = {e["name"]: e for e in json.loads(fk("list", "encoders", "--json").stdout)}
-    assert encoders["pca"]["provider"] == "guide-plugins" and encoders["token-table"]["modality"] == "text"
+    assert encoders["my-pca"]["provider"] == "guide-plugins" and encoders["my-token-table"]["modality"] == "text"
     blocked = {p["name"]: p for p in json.loads(fk("plugins", "--json", FUSIONKIT_PLUGINS_BLOCK="guide-plugins").stdout)}
-    assert {blocked[n]["status"] for n in ("csv_matrix", "pca_encoder", "token_table", "centroid_task")} == {"disabled"}
+    assert {blocked[n]["status"] for n in ("my_csv_matrix", "my_pca", "my_token_table", "my_centroid")} == {"disabled"}
     res = fk("list", "encoders", "--json", FUSIONKIT_PLUGINS_BLOCK="guide-plugins")
-    assert "pca" not in {e["name"] for e in json.loads(res.stdout)}
+    assert "my-pca" not in {e["name"] for e in json.loads(res.stdout)}
 
 
 
