@@ -53,6 +53,9 @@ class Component:
     #: parameters that name another component ({param: kind}); recipes validate them
     #: like top-level components (name exists, params bind) and store them resolved
     component_params: ClassVar[dict[str, str]] = {}
+    #: declared value constraints of parameters ({param: Range(1) | OneOf(...) | Check(fn)}),
+    #: checked when the recipe binds (``fusionkit validate``), see fusionkit/constraints.py
+    constraints: ClassVar[dict[str, Any]] = {}
 
     @classmethod
     def param_names(cls) -> list[str]:
@@ -320,6 +323,9 @@ class Adapter(Component):
     """Maps an encoder's output width onto the recipe's common width."""
 
     component_kind = "adapter"
+    #: which widths it can reach from an encoder's width: "grow" (never shrinks), "shrink"
+    #: (never grows) or "any"; ``validate`` checks encoder -> adapter -> recipe width with it
+    width_rule: ClassVar[str] = "any"
 
     def fit(self, X: np.ndarray, dim: int, rng: np.random.Generator | None = None) -> "Adapter":
         return self
@@ -332,6 +338,13 @@ class Sampler(Component):
     """Builds a :class:`DrawPlan` from an embedding pool."""
 
     component_kind = "sampler"
+
+    @classmethod
+    def estimate_aggregates(cls, params: dict[str, Any], recipe: "Recipe") -> int | None:
+        """How many aggregates these ``params`` plan (``validate`` estimates their memory);
+        None when unknown. The default reads an integer ``n`` parameter."""
+        n = params.get("n")
+        return n if isinstance(n, int) and not isinstance(n, bool) else None
 
     def plan(self, pool: "EmbeddingPool", rng: np.random.Generator) -> DrawPlan:  # pragma: no cover
         raise NotImplementedError

@@ -40,15 +40,16 @@ class Constraint:
 
 
 class Range(Constraint):
-    """``lo <= value <= hi`` (either bound optional); ``integer`` also requires whole numbers."""
+    """``lo <= value <= hi`` (either bound optional, ``lo_open``/``hi_open`` exclude it);
+    ``integer`` also requires whole numbers."""
 
     def __init__(self, lo: float | None = None, hi: float | None = None, *, integer: bool = False,
-                 lo_open: bool = False):
-        self.lo, self.hi, self.integer, self.lo_open = lo, hi, integer, lo_open
+                 lo_open: bool = False, hi_open: bool = False):
+        self.lo, self.hi, self.integer, self.lo_open, self.hi_open = lo, hi, integer, lo_open, hi_open
 
     def describe(self) -> str:
         lo = "" if self.lo is None else f"{'>' if self.lo_open else '>='} {self.lo}"
-        hi = "" if self.hi is None else f"<= {self.hi}"
+        hi = "" if self.hi is None else f"{'<' if self.hi_open else '<='} {self.hi}"
         return " and ".join(p for p in (lo, hi) if p) or "any number"
 
     def problem(self, value: Any) -> str | None:
@@ -59,7 +60,8 @@ class Range(Constraint):
         if self.integer and float(value) != int(value):
             return f"must be a whole number, got {value!r}"
         low_bad = self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo)
-        if low_bad or (self.hi is not None and value > self.hi):
+        high_bad = self.hi is not None and (value >= self.hi if self.hi_open else value > self.hi)
+        if low_bad or high_bad:
             return f"must be {self.describe()}, got {value!r}"
         return None
 

@@ -5,8 +5,6 @@ Names and parameter types are checked while a recipe binds
 
 * names that become paths (recipe name, modality/sampling/perturbation/task
   keys) cannot leave the run folder (:func:`fusionkit.safety.check_name`);
-* declared value constraints of every component
-  (:mod:`fusionkit.constraints`);
 * every reader's input files and roots exist (the reader lists them through
   ``fingerprint_inputs``, as a run would);
 * widths: encoder -> adapter -> recipe ``width``;
@@ -25,7 +23,6 @@ import os
 import re
 from typing import Any, Iterator
 
-from .constraints import check_constraints
 from .errors import FusionkitError
 from .registry import param_schema
 from .safety import name_problem
@@ -81,14 +78,9 @@ def _k_max(k: Any) -> int | None:
 
 
 def estimate_aggregate_bytes(spec: Any, recipe: Any, system: Any) -> int | None:
-    """Memory of one sampling entry's aggregates (vectors, counts, presence), or None if unknown.
-
-    A sampler class may declare ``estimate_aggregates(params, recipe) -> int``
-    (how many aggregates it plans); otherwise an integer ``n`` parameter is taken.
-    """
-    factory = spec.info.factory if spec.info else None
-    planned = getattr(factory, "estimate_aggregates", None)
-    n = planned(spec.params, recipe) if callable(planned) else spec.params.get("n")
+    """Memory of one sampling entry's aggregates (vectors, counts, presence), or None if unknown
+    (the sampler's ``estimate_aggregates`` says how many it plans)."""
+    n = spec.info.factory.estimate_aggregates(spec.params, recipe) if spec.info else spec.params.get("n")
     if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
         return None
     width = int(recipe.width)
@@ -111,27 +103,6 @@ def _names(recipe: Any) -> Iterator[Issue]:
         if problem:
             yield (where, f"name {problem}: it becomes a folder inside the run folder",
                    "use letters, digits, '-', '_' and '.' only")
-
-
-def _all_specs(recipe: Any) -> Iterator[Any]:
-    for m in recipe.modalities.values():
-        yield from (s for s in (m.reader, m.encoder, m.adapter) if s is not None)
-    yield from recipe.labels
-    yield from recipe.sampling.values()
-    yield from recipe.perturbations.values()
-    yield recipe.aggregator
-    if recipe.index is not None:
-        yield recipe.index
-    yield from recipe.tasks.values()
-
-
-def _constraints(recipe: Any) -> Iterator[Issue]:
-    for spec in _all_specs(recipe):
-        if spec.info is None:
-            continue
-        for err in check_constraints(spec.info.factory, spec.params, kind=spec.kind, name=spec.name,
-                                     where=spec.where):
-            yield (err.where or spec.where, err.message, err.hint)
 
 
 def _inputs(recipe: Any, system: Any) -> Iterator[Issue]:
@@ -163,10 +134,10 @@ def _declared_width(spec: Any) -> int | None:
     params = spec.params
     for key in ("dim", "latent_dim", "output_dim"):
         value = params.get(key)
-        if isinstance(value, int) and not isinstance(value, bool):
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:  # 0: "from the data"
             return value
     card_dim = (spec.info.metadata or {}).get("dim") if spec.info else None
-    if not isinstance(card_dim, int):
+    if isinstance(card_dim, bool) or not isinstance(card_dim, int) or card_dim <= 0:
         return None
     schema = param_schema(spec.info.factory)  # the card's width holds only for the default model
     for key in _MODEL_PARAMS:
@@ -189,7 +160,7 @@ def _widths(recipe: Any) -> Iterator[Issue]:
                        f"width is {width}", f"add an adapter (e.g. `adapter: random-projection`) to {where}, "
                        "or set the width")
             continue
-        rule = getattr(m.adapter.info.factory, "width_rule", "any") if m.adapter.info else "any"
+        rule = m.adapter.info.factory.width_rule if m.adapter.info else "any"
         if rule == "grow" and dim > width:
             yield (f"{where}.adapter", f"adapter {m.adapter.name!r} cannot shrink {dim}-d vectors to width {width}",
                    "use truncate, pca or random-projection to reduce the width")
@@ -226,14 +197,18 @@ def _workers(recipe: Any) -> Iterator[Issue]:
                f"this machine has {cpu_cores()} cores")
 
 
-def semantic_issues(recipe: Any, system: Any) -> list[Issue]:
-    """Every semantic problem of a bound recipe as ``(where, message, hint)``."""
+def semantic_issues(recipe: Any, system: Any, *, structural_ok: bool = True) -> list[Issue]:
+    """Every semantic problem of a bound recipe as ``(where, message, hint)``.
+
+    Names, workers and widths are always checked; inputs and the memory
+    estimate only once the recipe is otherwise valid (``structural_ok``).
+    """
     issues: list[Issue] = []
     issues += _names(recipe)
-    issues += _constraints(recipe)
     issues += _workers(recipe)
     issues += _widths(recipe)
-    issues += _inputs(recipe, system)
-    if not issues:  # the estimate reads params that the checks above vouched for
+    if structural_ok and not issues:
+        issues += _inputs(recipe, system)
+    if structural_ok and not issues:  # the estimate reads params that the checks above vouched for
         issues += _memory(recipe, system)
     return issues

@@ -68,17 +68,11 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # ----------------------------------------------------------------------------- loading
 
 def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A recipe file as plain data (UTF-8 text, no alias bombs, no duplicate keys: see yamlsafe)."""
+    from .yamlsafe import load_yaml_file
+
     path = Path(path)
-    if not path.exists():
-        raise RecipeError(f"recipe file not found: {str(path)!r}", hint="check the path, or run `fusionkit list` ")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise RecipeError(f"malformed YAML: {problem}", where=where,
-                          hint="check indentation and that every 'key: value' has a space after the colon") from exc
+    raw = load_yaml_file(path)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -380,6 +374,10 @@ def validate(raw: dict[str, Any], system: "PluginSystem", *, path: str | os.Path
     )
     _nested_components(specs, recipe)
     _cross_checks(c, recipe)
+    from .preflight import semantic_issues  # names, widths, inputs, memory, workers
+
+    for where, message, hint in semantic_issues(recipe, system, structural_ok=not c.issues):
+        c.add(message, where, hint)
     if c.issues:
         n = len(c.issues)
         raise RecipeError(f"recipe is invalid ({n} problem{'s' if n > 1 else ''})", issues=c.issues)
@@ -397,11 +395,42 @@ def _header(c: _Collector, raw: dict[str, Any]) -> tuple[dict[str, Any], dict[st
         c.add("vars must be a mapping", "vars")
         variables = {}
     try:
+        variables = _resolve_vars(variables)
         body = interpolate({k: v for k, v in raw.items() if k != "vars"}, variables)
     except FusionkitError as err:
         c.add_error(err, "vars")
         body = raw
     return body, variables
+
+
+def _var_refs(obj: Any) -> set[str]:
+    if isinstance(obj, str):
+        return set(_VAR.findall(obj))
+    if isinstance(obj, (list, tuple)):
+        return set().union(*map(_var_refs, obj)) if obj else set()
+    if isinstance(obj, dict):
+        return set().union(*map(_var_refs, obj.values())) if obj else set()
+    return set()
+
+
+def _resolve_vars(variables: dict[str, Any]) -> dict[str, Any]:
+    """``vars`` whose values refer to other vars (``${a}/b``), resolved; a cycle is an error."""
+    resolved: dict[str, Any] = {}
+
+    def get(name: str, stack: tuple[str, ...]) -> Any:
+        if name in resolved:
+            return resolved[name]
+        if name in stack:
+            raise RecipeError(f"variables refer to each other in a cycle: {' -> '.join((*stack, name))}",
+                              where="vars", hint="give one of them a literal value")
+        value = variables[name]
+        deps = {d: get(d, (*stack, name)) for d in _var_refs(value) if d in variables}
+        resolved[name] = interpolate(value, deps, f"vars.{name}")
+        return resolved[name]
+
+    for name in variables:
+        get(name, ())
+    return resolved
 
 
 def _seed_and_width(c: _Collector, body: dict[str, Any]) -> tuple[int, int]:

@@ -115,6 +115,10 @@ def bind_params(info: "ComponentInfo", params: dict[str, Any], *, where: str | N
     if schema.var_keyword:
         for key, value in params.items():
             out.setdefault(key, value)
+    if not issues:  # declared value constraints (``constraints = {...}`` on the class), once types are right
+        from .constraints import check_constraints
+
+        issues += check_constraints(info.factory, out, kind=info.kind, name=info.name, where=where)
     if len(issues) == 1:
         raise issues[0]
     if issues:

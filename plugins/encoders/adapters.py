@@ -60,6 +60,8 @@ class ZeroPad(_FittedWidth):
     ``"start"`` puts them before.
     """
 
+    width_rule = "grow"
+
     def __init__(self, side: str = "end"):
         self.side = side
 
@@ -91,6 +93,8 @@ class Truncate(_FittedWidth):
     Parameters: ``keep`` ``"first"`` (default) or ``"last"`` (the paper keeps
     the last 768 of Prov-GigaPath's 1536 values).
     """
+
+    width_rule = "shrink"
 
     def __init__(self, keep: str = "first"):
         self.keep = keep

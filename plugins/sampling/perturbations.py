@@ -6,7 +6,7 @@ import numpy as np
 
 from fusionkit import hookimpl
 from fusionkit import DrawPlan, Perturbation
-from fusionkit import DataError
+from fusionkit import DataError, OneOf, Range
 
 
 class GaussianReplace(Perturbation):
@@ -18,6 +18,9 @@ class GaussianReplace(Perturbation):
     replaces each draw independently with probability f. ``apply_to``: test
     (train clean, test noisy; the paper), train, or both.
     """
+
+    constraints = {"fraction": Range(0, 1), "std": Range(0), "mode": OneOf("round", "bernoulli"),
+                   "apply_to": OneOf("test", "train", "both")}
 
     def __init__(self, fraction: float = 0.1, std: float = 0.1, mode: str = "round", apply_to: str = "test"):
         self.fraction = fraction

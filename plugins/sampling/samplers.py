@@ -12,25 +12,69 @@ import numpy as np
 
 from fusionkit import hookimpl
 from fusionkit import DrawPlan, Sampler
-from fusionkit import DataError
+from fusionkit import Check, DataError, OneOf, Range
+
+_K_FORMS = "an integer, a list of integers or 'lo..hi'"
+
+
+def k_problem(k: Any) -> str | None:
+    """What is wrong with a sample-count spec ``k``, or None (the declared constraint of ``k``)."""
+    if isinstance(k, bool):
+        return f"must be {_K_FORMS}, got {k!r}"
+    if isinstance(k, (int, np.integer)):
+        return None if k >= 1 else f"sample counts must be >= 1, got {k!r}"
+    if isinstance(k, str) and ".." in k:
+        lo, _, hi = k.partition("..")
+        if not (lo.strip().lstrip("-").isdigit() and hi.strip().lstrip("-").isdigit()):
+            return f"must be {_K_FORMS}, got {k!r}"
+        if int(lo) > int(hi):
+            return f"range {k!r} is reversed (lo > hi): write '{hi.strip()}..{lo.strip()}'"
+        return None if int(lo) >= 1 else f"sample counts must be >= 1, got {k!r}"
+    if isinstance(k, (list, tuple)) and k:
+        if not all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in k):
+            return f"must be {_K_FORMS}, got {k!r}"
+        return None if min(k) >= 1 else f"sample counts must be >= 1, got {k!r}"
+    return f"must be {_K_FORMS}, got {k!r}"
 
 
 def parse_k(k: Any) -> list[int]:
     """Sample counts: ``5``, ``[3, 5, 8]`` or ``"3..10"`` (inclusive range)."""
-    if isinstance(k, bool):
-        raise DataError(f"sample count k must be an integer, a list or 'lo..hi', got {k!r}")
+    problem = k_problem(k)
+    if problem:
+        raise DataError(f"sample count k {problem}", hint=f"give k as {_K_FORMS}")
     if isinstance(k, (int, np.integer)):
-        ks = [int(k)]
-    elif isinstance(k, str) and ".." in k:
+        return [int(k)]
+    if isinstance(k, str):
         lo, hi = (int(x) for x in k.split("..", 1))
-        ks = list(range(lo, hi + 1))
-    elif isinstance(k, (list, tuple)):
-        ks = [int(x) for x in k]
-    else:
-        raise DataError(f"sample count k must be an integer, a list or 'lo..hi', got {k!r}")
-    if not ks or min(ks) < 1:
-        raise DataError(f"sample counts must be >= 1, got {k!r}")
-    return ks
+        return list(range(lo, hi + 1))
+    return [int(x) for x in k]
+
+
+def probabilities_problem(p: Any) -> str | None:
+    """Per-modality draw probabilities: a mapping of numbers in [0, 1], not all zero."""
+    if not isinstance(p, dict):
+        return f"must map modality names to probabilities, got {p!r}"
+    bad = {m: v for m, v in p.items() if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1}
+    if bad:
+        return f"must be numbers in [0, 1], got {bad}"
+    return None if sum(p.values()) > 0 else "must not all be zero"
+
+
+def _modalities_check(params: dict[str, Any], recipe: Any) -> list[tuple[str, str, str | None]]:
+    """Modality names in ``probabilities`` / ``modalities`` must be recipe modalities."""
+    known = list(getattr(recipe, "modalities", {}) or {})
+    out = []
+    for param in ("probabilities", "modalities", "restrict"):
+        names = params.get(param) or []
+        unknown = [m for m in names if m not in known] if isinstance(names, (dict, list, tuple)) else []
+        if unknown:
+            out.append((f"params.{param}", f"names modalities that are not in the recipe: {unknown}",
+                        f"recipe modalities: {', '.join(known)}"))
+    return out
+
+
+_DRAW_CONSTRAINTS = {"k": Check(k_problem, _K_FORMS + " (each >= 1)"), "n": Range(1, integer=True),
+                     "probabilities": Check(probabilities_problem, "a mapping of numbers in [0, 1]")}
 
 
 def _probabilities(mods: list[str], probabilities: dict[str, float] | None) -> np.ndarray:
@@ -89,6 +133,12 @@ class ModalityLevelSampler(Sampler):
     counts of each modality.
     """
 
+    constraints = _DRAW_CONSTRAINTS
+
+    @classmethod
+    def check_recipe(cls, params: dict[str, Any], recipe: Any) -> list[tuple[str, str, str | None]]:
+        return _modalities_check(params, recipe)
+
     def __init__(self, k: Any = 3, n: int = 15000, probabilities: dict | None = None,
                  modalities: list | None = None):
         self.k = k
@@ -118,6 +168,12 @@ class CancerSpecificSampler(Sampler):
     are balanced over cancers; a modality with no item of a cancer is not
     drawn for that cancer. Labels: presence, counts and the cancer type.
     """
+
+    constraints = _DRAW_CONSTRAINTS
+
+    @classmethod
+    def check_recipe(cls, params: dict[str, Any], recipe: Any) -> list[tuple[str, str, str | None]]:
+        return _modalities_check(params, recipe)
 
     def __init__(self, k: Any = 3, n: int = 15000, label: str = "cancer_type",
                  restrict: list | None = None, cancers: list | None = None,
@@ -218,6 +274,16 @@ class PatientLevelSampler(Sampler):
     Patients with fewer than ``min_modalities`` modalities are left out.
     Output width is dim x repeats.
     """
+
+    constraints = {"k": Check(lambda k: k_problem(k) or (None if len(parse_k(k)) == 1 else
+                                                          "must be one sample count (use a grid in the task)"),
+                              "one integer >= 1"),
+                   "repeats": Range(1, integer=True), "min_modalities": Range(1, integer=True),
+                   "choice": OneOf("modality", "item")}
+
+    @classmethod
+    def check_recipe(cls, params: dict[str, Any], recipe: Any) -> list[tuple[str, str, str | None]]:
+        return _modalities_check(params, recipe)
 
     def __init__(self, k: Any = 5, repeats: int = 5, min_modalities: int = 2, choice: str = "modality",
                  modalities: list | None = None, patients: list | None = None):

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fusionkit import DataError, Task, hookimpl
+from fusionkit import DataError, Range, Task, hookimpl
 from fusionkit_plugins.tasks.distill.figures import macro_f1_figure
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -47,6 +47,14 @@ METRICS = ("macro_f1", "accuracy", "mcc", "balanced_accuracy")
 #: parameters that do not change one (target, repeat) unit's result (left out of its cache key):
 #: raising ``n_repeats`` or adding a target reuses the finished units
 NON_RESULT_PARAMS = ("device", "num_threads", "n_repeats", "targets")
+
+
+_COUNT = Range(1, integer=True)
+#: declared parameter constraints (checked by ``fusionkit validate``)
+_CONSTRAINTS = {"epochs": _COUNT, "student_epochs": _COUNT, "patience": Range(0, integer=True),
+                "batch_size": _COUNT, "lr": Range(0, lo_open=True), "dropout": Range(0, 1, hi_open=True),
+                "hidden": _COUNT, "subspace_dim": _COUNT, "attention_dim": _COUNT, "min_class_size": _COUNT,
+                "weight_decay": Range(0)}
 
 
 class DistillTask(Task):
@@ -79,6 +87,8 @@ class DistillTask(Task):
       drop_one: evaluate the teacher with each modality removed at test
       device: ``auto`` (cuda when available) | ``cpu`` | ``cuda``; num_threads: torch threads (0 = leave)
     """
+
+    constraints = _CONSTRAINTS
 
     def __init__(self, teacher_modalities: list | None = ["rna", "image"],  # noqa: B006 (copied on bind)
                  student_modalities: list = ["image"],  # noqa: B006

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fusionkit import DataError, Task, Unit, hookimpl
+from fusionkit import DataError, Range, Task, Unit, hookimpl
 from fusionkit.metrics import multiclass_metrics, summarise_rows
 from fusionkit_plugins.tasks.patient import figures
 from fusionkit_plugins.tasks.patient.common import (AggregateBuilder, availability_only_baseline,
@@ -93,6 +93,16 @@ def classifier_unit(builder: AggregateBuilder, job: dict[str, Any]) -> dict[str,
 
 # ----------------------------------------------------------------------------- the task
 
+
+_COUNT = Range(1, integer=True)
+#: declared parameter constraints (checked by ``fusionkit validate``)
+_CONSTRAINTS = {"n_repeats": _COUNT, "test_fraction": Range(0, 1, lo_open=True, hi_open=True),
+                "val_fraction": Range(0, 1, hi_open=True), "min_class_patients": _COUNT,
+                "subtype_min_patients": _COUNT, "train_draws": _COUNT, "C": Range(0, lo_open=True),
+                "max_iter": _COUNT, "max_epochs": _COUNT, "batch_size": _COUNT, "lr": Range(0, lo_open=True),
+                "dropout": Range(0, 1, hi_open=True), "patience": Range(0, integer=True)}
+
+
 class PatientClassifierTask(Task):
     """Cancer type, subtype or TMB class from patient aggregates: dense net + logistic baseline.
 
@@ -109,6 +119,8 @@ class PatientClassifierTask(Task):
     """
 
     component_params = {"aggregator": "aggregator"}
+
+    constraints = _CONSTRAINTS
 
     def __init__(self, sampling: str | None = None, aggregator: dict | None = None, targets: list | None = None,
                  models: list | None = None, grid: dict | None = None, n_repeats: int = 30,

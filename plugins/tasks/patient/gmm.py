@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fusionkit import DataError, Task, Unit, hookimpl
+from fusionkit import DataError, OneOf, Range, Task, Unit, hookimpl
 from fusionkit.metrics import summarise_rows
 from fusionkit_plugins.tasks.patient import figures
 from fusionkit_plugins.tasks.patient.common import (AggregateBuilder, availability_rows, check_sampling, extremes,
@@ -91,6 +91,13 @@ def _per_class(y: np.ndarray, mapped: np.ndarray, st: np.ndarray, classes: list[
 
 # ----------------------------------------------------------------------------- the task
 
+
+_COUNT = Range(1, integer=True)
+#: declared parameter constraints (checked by ``fusionkit validate``)
+_CONSTRAINTS = {"n_repeats": _COUNT, "pca": _COUNT, "n_init": _COUNT, "max_iter": _COUNT,
+                "min_class_patients": _COUNT, "covariance_type": OneOf("full", "tied", "diag", "spherical")}
+
+
 class GMMTask(Task):
     """Gaussian mixture (one component per class) on patient aggregates over a k x r grid.
 
@@ -103,6 +110,8 @@ class GMMTask(Task):
     """
 
     component_params = {"aggregator": "aggregator"}
+
+    constraints = _CONSTRAINTS
 
     def __init__(self, sampling: str | None = None, aggregator: dict | None = None, label: str = "cancer_type",
                  grid: dict | None = None, n_repeats: int = 10, pca: int | None = 10, standardize: bool = True,

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fusionkit import DataError, Task, Unit, hookimpl
+from fusionkit import DataError, Range, Task, Unit, hookimpl
 from fusionkit.metrics import summarise_rows
 from fusionkit_plugins.tasks.patient.common import (AggregateBuilder, availability_rows, build_disjoint,
                                                     check_sampling, fmt, labelled_cohort, output_name, pick,
@@ -87,6 +87,13 @@ def retrieval_unit(builder: AggregateBuilder, job: dict[str, Any]) -> dict[str, 
 
 # ----------------------------------------------------------------------------- the task
 
+
+_COUNT = Range(1, integer=True)
+#: declared parameter constraints (checked by ``fusionkit validate``)
+_CONSTRAINTS = {"top_k": _COUNT, "query_fraction": Range(0, 1, lo_open=True, hi_open=True), "n_repeats": _COUNT,
+                "k": _COUNT, "repeats": _COUNT, "min_class_patients": _COUNT}
+
+
 class RetrievalTask(Task):
     """Patient retrieval through a vector index, with patient-disjoint index and query sets.
 
@@ -103,6 +110,8 @@ class RetrievalTask(Task):
     """
 
     component_params = {"aggregator": "aggregator", "index": "index"}
+
+    constraints = _CONSTRAINTS
 
     def __init__(self, sampling: str | None = None, aggregator: dict | None = None, label: str = "cancer_type",
                  k: int | None = None, repeats: int | None = None, index: Any = None, top_k: int = 10,

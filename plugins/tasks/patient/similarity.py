@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fusionkit import DataError, Task, Unit, hookimpl
+from fusionkit import DataError, Range, Task, Unit, hookimpl
 from fusionkit.metrics import summarise_rows
 from fusionkit_plugins.tasks.patient import figures
 from fusionkit_plugins.tasks.patient.common import (AggregateBuilder, availability_rows, check_sampling, fmt,
@@ -117,6 +117,13 @@ def similarity_unit(builder: AggregateBuilder, job: dict[str, Any]) -> dict[str,
 
 # ----------------------------------------------------------------------------- the task
 
+
+_COUNT = Range(1, integer=True)
+#: declared parameter constraints (checked by ``fusionkit validate``)
+_CONSTRAINTS = {"n_pairs": _COUNT, "n_repeats": _COUNT, "bins": _COUNT, "k": _COUNT, "repeats": _COUNT,
+                "min_class_patients": _COUNT}
+
+
 class SimilarityTask(Task):
     """Cosine, Euclidean and dot-product distributions of intra- vs inter-class patient pairs.
 
@@ -128,6 +135,8 @@ class SimilarityTask(Task):
     """
 
     component_params = {"aggregator": "aggregator"}
+
+    constraints = _CONSTRAINTS
 
     def __init__(self, sampling: str | None = None, aggregator: dict | None = None, label: str = "cancer_type",
                  k: int | None = None, repeats: int | None = None, n_pairs: int = 20000, n_repeats: int = 5,

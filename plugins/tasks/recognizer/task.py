@@ -59,8 +59,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fusionkit import Aggregates, DataError, FusionkitError, Task, Unit, hookimpl
+from fusionkit import Aggregates, Check, DataError, FusionkitError, Range, Task, Unit, hookimpl
 from fusionkit.metrics import summarise_rows
+from fusionkit_plugins.sampling.samplers import k_problem
 from fusionkit_plugins.tasks.recognizer.data import (CANCER_MODALITY, RepeatData, concat_aggregates, evaluate,
                                                      split_indices)
 from fusionkit_plugins.tasks.recognizer.figures import recognizer_figures
@@ -112,6 +113,16 @@ def _recipe_sampling_name(params: dict[str, Any], recipe: Any) -> tuple[str | No
         return None, (f"sampling entry {name!r} uses sampler {spec.name!r}; the recognizer needs "
                       f"modality-level or cancer-specific sampling")
     return name, None
+
+
+_COUNT, _FRACTION = Range(1, integer=True), Range(0, 1, lo_open=True, hi_open=True)
+#: declared parameter constraints (checked by ``fusionkit validate``)
+_CONSTRAINTS = {"k": Check(lambda k: None if k is None else k_problem(k), "sample counts >= 1"),
+                "n_per_k": _COUNT, "n_repeats": _COUNT, "test_fraction": _FRACTION,
+                "val_fraction": Range(0, 1, hi_open=True), "threshold": Range(0, 1), "threads": _COUNT,
+                "max_iter": _COUNT, "C": Range(0, lo_open=True), "baseline_C": Range(0, lo_open=True),
+                "head_hidden": _COUNT, "max_epochs": _COUNT, "batch_size": _COUNT, "lr": Range(0, lo_open=True),
+                "dropout": Range(0, 1, hi_open=True), "patience": Range(0, integer=True)}
 
 
 class _RecognizerBase(Task):
@@ -414,6 +425,8 @@ class RecognizerTask(_RecognizerBase):
 
     group = "recognizer"
 
+    constraints = _CONSTRAINTS
+
     def __init__(self, sampling: str = "", k: Any = None, n_per_k: int | None = None, n_repeats: int = 30,
                  modes: list | tuple = ("isolation", "composite"), perturbations: list | tuple = (),
                  baseline: bool = False, hidden: list | tuple = (512, 256), head_hidden: int = 32, dropout: float = 0.2, loss: str = "mse",
@@ -491,6 +504,8 @@ class RecognizerBaselineTask(_RecognizerBase):
 
     group = "recognizer"
     models = ("baseline",)
+
+    constraints = _CONSTRAINTS
 
     def __init__(self, sampling: str = "", k: Any = None, n_per_k: int | None = None, n_repeats: int = 30,
                  modes: list | tuple = ("isolation",), perturbations: list | tuple = (), predict_cancer: bool = False,
