@@ -147,9 +147,16 @@ def test_reader_options_and_errors(tmp_path, finished_run):
     adata = anndata.AnnData(X=np.zeros((3, 2), np.float32), obs=obs)
     adata.obsm["X_uni"] = np.arange(12, dtype=np.float32).reshape(3, 4)
     adata.write_h5ad(tmp_path / "plain.h5ad")
-    md = AnndataReader(path=str(tmp_path / "plain.h5ad"), obsm="X_uni").read(None).modalities["plain"]
+    ds = AnndataReader(path=str(tmp_path / "plain.h5ad"), obsm="X_uni").read(None)
+    md = ds.modalities["plain"]
+    assert "tissue" not in ds.labels  # differs between one patient's items: an item label only
     assert md.data.shape == (3, 4) and list(md.patient_ids) == ["TCGA-AA-0001", "TCGA-AA-0002", "TCGA-AA-0001"]
     assert list(md.labels["tissue"]) == ["a", "b", "c"]
+    # a run folder from before labels.json: patient labels come back from the items
+    labels = json.loads((out / "labels.json").read_text())
+    (out / "labels.json").unlink()
+    [old] = export_run(out, "h5mu", out=tmp_path / "old.h5mu")
+    assert MudataReader(path=str(old)).read(None).labels["cancer_type"] == labels["cancer_type"]
     (tmp_path / "broken.h5mu").write_bytes(b"nope")
     with pytest.raises(DataError, match="cannot read the MuData file"):
         MudataReader(path=str(tmp_path / "broken.h5mu")).read(None)

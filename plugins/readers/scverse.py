@@ -23,7 +23,7 @@ import numpy as np
 
 from fusionkit import DataError, ModalityData, RawDataset, Reader, hookimpl
 
-from fusionkit_plugins.readers.common import barcodes12, fingerprint, labels_from_items, resolve_paths
+from fusionkit_plugins.readers.common import barcodes12, fingerprint, resolve_paths
 
 SCVERSE_HINT = 'pip install "fusionkit[scverse]"   (mudata and anndata)'
 
@@ -98,16 +98,21 @@ def _patient_labels(mods: dict[str, ModalityData], stored: str | None) -> dict[s
     """The exporting run's patient label tables when present, else first item value per patient."""
     if stored:
         try:
-            return {k: dict(v) for k, v in json.loads(stored).items()}
-        except (ValueError, AttributeError):
+            tables = {k: dict(v) for k, v in json.loads(stored).items()}
+            if tables:  # runs from before labels.json export "{}": fall back on the items
+                return tables
+        except (ValueError, AttributeError, TypeError):
             pass
-    labels: dict[str, dict[str, Any]] = {}
+    seen: dict[str, dict[str, set[str]]] = {}
     for data in mods.values():
         for lname, values in data.labels.items():
-            table = labels.setdefault(lname, {})
-            for pid, v in labels_from_items(data.patient_ids, values).items():
-                table.setdefault(pid, v)
-    return labels
+            table = seen.setdefault(lname, {})
+            for pid, v in zip(data.patient_ids, values):
+                if str(v) not in ("", "nan", "None"):
+                    table.setdefault(str(pid), set()).add(str(v))
+    # only columns with one value per patient are patient labels (x, y, slide_id... are not)
+    return {lname: {pid: next(iter(vals)) for pid, vals in table.items()} for lname, table in seen.items()
+            if table and all(len(vals) == 1 for vals in table.values())}
 
 
 class MudataReader(Reader):
