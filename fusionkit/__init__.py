@@ -41,6 +41,8 @@ _EXPORTS: dict[str, str] = {
     "normalise_id": "ids", "normalise_ids": "ids", "IdReport": "ids", "check_lengths": "ids",
     "patient_labels": "ids", "Range": "constraints", "OneOf": "constraints", "Check": "constraints",
     "safe_component": "safety", "ensure_inside": "safety", "file_fingerprint": "fingerprint",
+    # run folders: commands that read a run refuse one that did not finish
+    "require_complete": "runstate", "find_run_folder": "runstate",
 }
 
 __all__ = ["__version__", "hookimpl", *_EXPORTS]
@@ -80,3 +82,4 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .fingerprint import file_fingerprint
     from .ids import IdReport, check_lengths, normalise_id, normalise_ids, patient_labels
     from .safety import ensure_inside, safe_component
+    from .runstate import find_run_folder, require_complete

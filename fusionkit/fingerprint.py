@@ -52,7 +52,9 @@ class Fingerprinter:
         self._lock = threading.Lock()
         self.hashed = 0  # files hashed by this object (the rest came from the cache)
         if self.cache_file is not None:
-            self._memo.update(_read_cache(self.cache_file))
+            entries, readable = _read_cache(self.cache_file)
+            self._memo.update(entries)
+            self._dirty = not readable  # an unreadable cache file is rewritten at the next save
 
     def file(self, path: str | os.PathLike[str]) -> str:
         """The sha256 (hex) of one file's whole content."""
@@ -103,19 +105,20 @@ class Fingerprinter:
             log.warning("could not save fingerprint cache %s: %s", self.cache_file, exc)
 
 
-def _read_cache(path: Path) -> dict[str, tuple[str, str]]:
+def _read_cache(path: Path) -> tuple[dict[str, tuple[str, str]], bool]:
+    """(entries, whether the file was readable); a missing file is readable and empty."""
     if not path.exists():
-        return {}
+        return {}, True
     try:
         doc = json.loads(path.read_text())
         if doc.get("format") != _FORMAT:
             raise ValueError(f"format {doc.get('format')!r}")
         entries = doc["entries"]
         return {str(k): (str(v[0]), str(v[1])) for k, v in entries.items()
-                if isinstance(v, list) and len(v) == 2 and len(str(v[1])) == 64}
+                if isinstance(v, list) and len(v) == 2 and len(str(v[1])) == 64}, True
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         log.warning("ignoring unreadable fingerprint cache %s (%s); it will be rebuilt", path, exc)
-        return {}
+        return {}, False
 
 
 _DEFAULT = Fingerprinter()
@@ -124,12 +127,9 @@ _DEFAULT = Fingerprinter()
 def configure(cache_file: str | os.PathLike[str] | None) -> Fingerprinter:
     """Use ``cache_file`` (inside a run's cache folder) for fingerprints from now on; returns it."""
     global _DEFAULT
-    if cache_file is None:
-        _DEFAULT = Fingerprinter()
-    elif _DEFAULT.cache_file is None or Path(cache_file) != _DEFAULT.cache_file:
-        fresh = Fingerprinter(cache_file)
-        fresh._memo = {**_DEFAULT._memo, **fresh._memo}
-        _DEFAULT = fresh
+    fresh = Fingerprinter(cache_file)  # (re)read: another process may have added to it
+    fresh._memo = {**_DEFAULT._memo, **fresh._memo}
+    _DEFAULT = fresh
     return _DEFAULT
 
 

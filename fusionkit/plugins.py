@@ -199,7 +199,7 @@ class PluginSystem:
                 continue
             try:
                 module = importlib.import_module(modname)
-            except Exception as exc:  # a missing built-in module is broken, never skipped quietly
+            except (Exception, SystemExit) as exc:  # a missing built-in module is broken, never skipped quietly
                 record.status, record.error = "broken", f"{type(exc).__name__}: {exc}"
                 record.traceback = traceback.format_exc()
                 self.records.append(record)
@@ -230,7 +230,7 @@ class PluginSystem:
             seen[ep.name] = record
             try:
                 module = ep.load()
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:  # SystemExit: a plugin calling sys.exit() at import
                 record.status = "broken"
                 record.error = f"{type(exc).__name__}: {exc}"
                 record.traceback = traceback.format_exc()
@@ -253,7 +253,7 @@ class PluginSystem:
                 module = importlib.util.module_from_spec(spec)
                 sys.modules[modname] = module
                 spec.loader.exec_module(module)
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:
                 sys.modules.pop(modname, None)
                 record.status, record.error = "broken", f"{type(exc).__name__}: {exc}"
                 record.traceback = traceback.format_exc()
@@ -278,7 +278,7 @@ class PluginSystem:
                 collisions = len(self.registry.collisions)
                 try:
                     impl.function(register=register)
-                except Exception as exc:
+                except (Exception, SystemExit) as exc:
                     record.status = "duplicate" if len(self.registry.collisions) > collisions else "broken"
                     record.error = f"{type(exc).__name__}: {exc}" if record.status == "broken" else str(exc)
                     record.traceback = traceback.format_exc()
@@ -307,7 +307,7 @@ class PluginSystem:
             record = records.get(impl.plugin_name)
             try:
                 impl.function(cli=cli)
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:
                 if record is not None:
                     record.status, record.error = "broken", f"{type(exc).__name__}: {exc}"
                     record.traceback = traceback.format_exc()

@@ -27,6 +27,8 @@ __all__ = ["RunLock", "RunLockedError", "LOCK_NAME", "holder", "is_locked"]
 
 log = logging.getLogger("fusionkit")
 LOCK_NAME = ".fusionkit.lock"
+#: folders this process holds (real path -> depth): a lock taken again by its holder nests
+_HELD: dict[str, int] = {}
 
 
 class RunLockedError(FusionkitError):
@@ -98,6 +100,7 @@ class RunLock:
         self.recipe = recipe
         self._fh: Any = None
         self._flock = True
+        self._nested = False
 
     def _info(self) -> dict[str, Any]:
         return {"pid": os.getpid(), "host": socket.gethostname(), "recipe": self.recipe,
@@ -105,9 +108,19 @@ class RunLock:
                 "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
 
     def acquire(self) -> "RunLock":
-        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise FusionkitError(f"cannot create the run folder: {exc.strerror or exc}", where=str(self.folder),
+                                 hint="choose another --out (or output.dir in the recipe)") from None
+        real = os.path.realpath(self.folder)
+        if _HELD.get(real) and holder(self.folder) and holder(self.folder).get("pid") == os.getpid():
+            _HELD[real] += 1  # this process already holds it (the CLI around the engine)
+            self._nested = True
+            return self
         for _attempt in range(3):
             if self._try_acquire():
+                _HELD[real] = 1
                 return self
         raise RunLockedError(f"run folder is locked by {_describe(_read_holder(self.path))}", where=str(self.folder),
                              hint="wait for that run to finish, or choose another --out")
@@ -170,6 +183,14 @@ class RunLock:
         return True
 
     def release(self) -> None:
+        real = os.path.realpath(self.folder)
+        if real in _HELD:
+            _HELD[real] -= 1
+            if _HELD[real] > 0:
+                return
+            del _HELD[real]
+        if self._nested:
+            return
         try:
             if self._fh is not None or not self._flock:
                 self.path.unlink()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -23,11 +24,12 @@ from typing import Any, Iterator
 from .errors import FusionkitError
 from .runlock import RunLock, holder
 
-__all__ = ["IncompleteRunError", "run_transaction", "require_complete", "find_run_folder", "run_status",
-           "STALE_OUTPUTS"]
+__all__ = ["IncompleteRunError", "run_transaction", "checkpoint", "require_complete", "find_run_folder",
+           "run_status", "STALE_OUTPUTS"]
 
-#: files a new run removes before it starts (they would describe the previous run)
-STALE_OUTPUTS = ("report.html",)
+#: outputs a new run removes before it starts (they would describe the previous run; the
+#: run rewrites them): the report, and the aggregates of sampling entries it may no longer have
+STALE_OUTPUTS = ("report.html", "aggregates")
 OK = ("ok", "finished")  # "finished": run folders written before fusionkit 0.3
 
 
@@ -67,10 +69,11 @@ def run_transaction(out: str | os.PathLike[str], record: dict[str, Any], *,
         record.pop("error", None)
         _write(out, record)  # from here on, the folder says "running" whatever else it holds
         for name in STALE_OUTPUTS:
-            try:
-                (out / name).unlink()
-            except FileNotFoundError:
-                pass
+            stale = out / name
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
         try:
             yield record
         except BaseException as exc:
@@ -78,7 +81,7 @@ def run_transaction(out: str | os.PathLike[str], record: dict[str, Any], *,
                           finished=_now())
             try:
                 _write(out, record)
-            except OSError:  # a full disk must not hide the original error
+            except (OSError, FusionkitError):  # a full disk must not hide the original error
                 pass
             raise
         record.update(status="ok", finished=_now())

@@ -31,22 +31,43 @@ STORE_FORMAT = 1
 
 # ----------------------------------------------------------------------------- atomic helpers
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: new files get the usual mode (0666 minus the umask), not mkstemp's private 0600
+_FILE_MODE = 0o666 & ~_umask()
+
+
 def _atomic_write(path: str | os.PathLike[str], write: Any) -> None:
-    """Call ``write(fh)`` on a temp file in the target's folder, fsync, then rename over ``path``."""
+    """Call ``write(fh)`` on a temp file in the target's folder, fsync, then rename over ``path``.
+
+    A failing write (full disk, read-only folder) is one :class:`StoreError` naming the file.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise StoreError(f"cannot write file: {exc.strerror or exc}", where=str(path),
+                         hint="check that the folder is writable and the disk has space") from exc
+    try:
+        os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError):
+            raise StoreError(f"cannot write file: {exc.strerror or exc}", where=str(path),
+                             hint="free disk space or check the folder's permissions, then re-run") from exc
         raise
 
 
@@ -87,31 +108,6 @@ def stable_hash(obj: Any, length: int = 16) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
 
 
-def file_fingerprint(path: str | os.PathLike[str], full_limit: int = 256 * 1024 * 1024) -> str:
-    """Content hash of a file (or a folder's files). Files over ``full_limit`` bytes
-    are hashed on their size plus first and last 8 MiB."""
-    path = Path(path)
-    h = hashlib.sha256()
-    if path.is_dir():
-        for sub in sorted(p for p in path.rglob("*") if p.is_file()):
-            h.update(str(sub.relative_to(path)).encode())
-            h.update(file_fingerprint(sub, full_limit).encode())
-        return h.hexdigest()[:16]
-    if not path.exists():
-        raise StoreError(f"cannot fingerprint {str(path)!r}: no such file")
-    size = path.stat().st_size
-    h.update(str(size).encode())
-    with open(path, "rb") as fh:
-        if size <= full_limit:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        else:
-            h.update(fh.read(8 << 20))
-            fh.seek(-(8 << 20), os.SEEK_END)
-            h.update(fh.read(8 << 20))
-    return h.hexdigest()[:16]
-
-
 # ----------------------------------------------------------------------------- store
 
 class EmbeddingStore:
@@ -125,17 +121,27 @@ class EmbeddingStore:
                              hint="run `fusionkit run` to build it, or import embeddings first")
         try:
             self.meta = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise StoreError(f"corrupt meta.json in store {str(self.path)!r}: {exc}") from exc
-        token = self.meta["token"]
+            token = str(self.meta["token"])
+        except (ValueError, KeyError, TypeError, OSError) as exc:
+            raise StoreError(f"corrupt meta.json in store {str(self.path)!r}: {exc}",
+                             hint="delete the folder; a run rebuilds it") from None
         emb_path = self.path / f"embeddings.{token}.npy"
         items_path = self.path / f"items.{token}.npz"
         if not emb_path.exists() or not items_path.exists():
             raise StoreError(f"store {str(self.path)!r} is incomplete: files of token {token} missing",
                              hint="delete the folder and rebuild it")
-        self.embeddings = np.load(emb_path, mmap_mode="r" if mmap else None)
-        with np.load(items_path, allow_pickle=False) as z:
-            self.items = {k: z[k] for k in z.files}
+        try:  # data only: no pickle, and a truncated file is named, never a traceback
+            self.embeddings = np.load(emb_path, mmap_mode="r" if mmap else None, allow_pickle=False)
+            with np.load(items_path, allow_pickle=False) as z:
+                self.items = {k: z[k] for k in z.files}
+        except (ValueError, OSError, EOFError, KeyError) as exc:
+            raise StoreError(f"store {str(self.path)!r} is corrupt ({type(exc).__name__}: {exc})",
+                             hint="delete the folder; a run rebuilds it") from None
+        if self.embeddings.ndim != 2 or "patient_id" not in self.items or \
+                list(self.embeddings.shape) != [self.meta.get("n"), self.meta.get("dim")]:
+            raise StoreError(f"store {str(self.path)!r} is corrupt: embeddings of shape {self.embeddings.shape} "
+                             f"but meta.json says ({self.meta.get('n')}, {self.meta.get('dim')})",
+                             hint="delete the folder; a run rebuilds it")
         if self.embeddings.shape[0] != len(self.items["patient_id"]):
             raise StoreError(f"store {str(self.path)!r}: {self.embeddings.shape[0]} vectors but "
                              f"{len(self.items['patient_id'])} item rows")
@@ -215,15 +221,11 @@ class StoreWriter:
         emb.flush()
         del self.embeddings
         del emb
-        with open(self._tmp_emb, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(self._tmp_emb, self._emb_path)
-        items_tmp = self.path / f".items.{self.token}.npz.tmp"
-        with open(items_tmp, "wb") as fh:
-            np.savez(fh, **cols)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(items_tmp, self.path / f"items.{self.token}.npz")
+        try:
+            self._write_data_files(cols)
+        except OSError as exc:  # a full disk or a read-only cache: one message naming the store
+            raise StoreError(f"cannot write the embedding store: {exc.strerror or exc}", where=str(self.path),
+                             hint="free disk space or check the cache folder's permissions, then re-run") from exc
         meta_path = self.path / "meta.json"
         meta = {
             "format": STORE_FORMAT,
@@ -239,6 +241,17 @@ class StoreWriter:
         self._committed = True
         _remove_stale(self.path, keep=self.token)
         return EmbeddingStore(self.path)
+
+    def _write_data_files(self, cols: dict[str, np.ndarray]) -> None:
+        with open(self._tmp_emb, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(self._tmp_emb, self._emb_path)
+        items_tmp = self.path / f".items.{self.token}.npz.tmp"
+        with open(items_tmp, "wb") as fh:
+            np.savez(fh, **cols)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(items_tmp, self.path / f"items.{self.token}.npz")
 
     def abort(self) -> None:
         try:

@@ -381,6 +381,7 @@ def test_bad_data_file_is_one_message(tmp_path, case):
 def _h5(tmp_path, n_vec=60, n_ids=40, *, group="rna", drop=None):
     h5py = pytest.importorskip("h5py")
     path = tmp_path / "data" / "paper.h5"
+    path.parent.mkdir(exist_ok=True)
     with h5py.File(path, "w") as f:
         g = f.create_group(group)
         g["embeddings"] = np.random.default_rng(0).normal(size=(n_vec, 16)).astype(np.float32)
@@ -464,7 +465,7 @@ def test_messy_ids_are_normalised_and_linked(tmp_path):
     summary = json.loads((tmp_path / "out" / "data_summary.json").read_text())
     ids = summary["ids"]
     text = next(v for k, v in ids.items() if "text" in k)
-    assert text["changed"] == 90 and text["unmatched"] == 0
+    assert text["changed"] == 120 and text["unmatched"] == 0
     assert summary["modalities"]["text"]["patients"] == 60
 
 
@@ -593,6 +594,9 @@ def test_edit_in_the_middle_of_an_input_is_seen(tmp_path):
 def test_cache_folder_that_is_a_file(tmp_path):
     (tmp_path / "cachefile").write_text("x")
     code, out = _run(tmp_path, base_recipe(tmp_path), "--cache", str(tmp_path / "cachefile"))
+    assert_clean(code, out, 2, "cachefile", "is a file")
+    r = _set(base_recipe(tmp_path), ["output"], {"cache": str(tmp_path / "cachefile")})
+    code, out = _run(tmp_path, r)
     assert_clean(code, out, 1, "cachefile")
 
 
@@ -805,14 +809,22 @@ def test_stale_lock_of_a_dead_run_is_taken_over(tmp_path):
     assert_clean(code, out, 0)
 
 
-def test_lock_held_by_this_test_blocks_a_run(tmp_path):
-    from fusionkit.runlock import RunLock
+def test_lock_held_by_another_process_blocks_a_run(tmp_path):
+    import subprocess
+    import sys
 
     out_dir = tmp_path / "out"
-    with RunLock(out_dir, recipe="held-by-test"):
+    code = (f"from fusionkit.runlock import RunLock; import time\nlk = RunLock({str(out_dir)!r}).acquire()\n"
+            "print('held', flush=True); time.sleep(120)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
         code, out = _run(tmp_path, base_recipe(tmp_path))
-        assert_clean(code, out, 1, "locked", f"pid {os.getpid()}")
-    assert not (out_dir / "metrics.json").exists()
+        assert_clean(code, out, 1, "locked", f"pid {holder.pid}", str(out_dir))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not (out_dir / "run.json").exists() and not (out_dir / "run.log").exists()
 
 
 def test_two_recipes_share_a_cache_safely(tmp_path):

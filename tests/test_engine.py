@@ -20,11 +20,11 @@ def test_run_writes_aggregates_and_resolved_recipe(plugin_system, tmp_path):
     rec = load_recipe(path, plugin_system)
     out = tmp_path / "out"
     record = engine.run(rec, plugin_system, out_dir=out, progress=False)
-    assert record["status"] == "finished"
+    assert record["status"] == "ok"
     resolved = yaml.safe_load((out / "resolved_recipe.yaml").read_text())
     assert resolved["sampling"]["patients"]["params"]["min_modalities"] == 2
     run = json.loads((out / "run.json").read_text())
-    assert run["seed"] == 11 and run["status"] == "finished"
+    assert run["seed"] == 11 and run["status"] == "ok"
     assert any(p["name"] == "builtin.sampling.samplers" and p["version"] for p in run["plugins"])
     files = next(iter(run["inputs"].values()))["files"]
     assert str(tmp_path / "rna.npy") in files
@@ -148,7 +148,8 @@ def test_results_command_prints_markdown(tmp_path):
         "patients_by_cancer_type": {"BRCA": 6, "LUAD": 4}}}}))
     res = CliRunner().invoke(cli, ["results", str(tmp_path)])
     assert res.exit_code == 0, res.output
-    assert "| rna | 10 | 10 | 2 | 1.5 | 6 | 4 |" in res.output
-    assert "| rec | recognizer (deep) | MCC | rna | 3 | 0.910 | [0.88, 0.94] | ~0.9 |" in res.output
+    assert "| rna | 10 | 100% | 2.00 | 1.50 |" in res.output  # embedding health; availability per class below
+    assert "| BRCA | 6 |" in res.output and "| LUAD | 4 |" in res.output
+    assert "| rec | recognizer (deep) | MCC | rna | 3 | 0.910 | [0.880, 0.940] | ≈0.9 |  |" in res.output
     missing = CliRunner().invoke(cli, ["results", str(tmp_path / "nope")])
     assert missing.exit_code == 2

@@ -162,12 +162,15 @@ class BaseIndex(Index):
             cls = target  # type: ignore[assignment]
         params = {k: v for k, v in (meta.get("params") or {}).items() if k in cls.param_names()}
         obj = cls(**params)
-        token = meta["token"]
-        ids_text = (folder / f"ids.{token}.txt").read_text()
-        ids = ids_text.split("\n")[: int(meta["n"])]
-        obj.ids_ = np.asarray(ids)
-        obj.dim_ = int(meta["dim"])
-        obj._restore((folder / f"index.{token}.bin").read_bytes())
+        try:  # faiss's own format + a text id table: nothing here can run code
+            token = str(meta["token"])
+            ids = (folder / f"ids.{token}.txt").read_text().split("\n")[: int(meta["n"])]
+            obj.ids_ = np.asarray(ids)
+            obj.dim_ = int(meta["dim"])
+            obj._restore((folder / f"index.{token}.bin").read_bytes())
+        except (KeyError, ValueError, TypeError, OSError, RuntimeError) as exc:
+            raise DataError(f"damaged index folder ({type(exc).__name__}: {exc})", where=str(folder),
+                            hint="run the retrieval task again to rewrite it") from None
         return obj
 
 
@@ -181,7 +184,13 @@ def read_meta(folder: Path) -> dict[str, Any]:
     if not p.exists():
         raise DataError(f"no saved index in {folder} (meta.json missing)",
                         hint="point at the index folder a retrieval task wrote (<task>/index)")
-    meta = json.loads(p.read_text())
+    try:
+        meta = json.loads(p.read_text())
+        if not isinstance(meta, dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, OSError) as exc:
+        raise DataError(f"unreadable meta.json of a saved index ({exc})", where=str(p),
+                        hint="the index folder is damaged: run the retrieval task again") from None
     if meta.get("format") != INDEX_FORMAT:
         raise DataError(f"unsupported index format {meta.get('format')!r} in {folder}")
     return meta

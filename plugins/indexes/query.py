@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from fusionkit import hookimpl
-from fusionkit import DataError, FusionkitError
+from fusionkit import DataError, FusionkitError, find_run_folder, require_complete
 
 from fusionkit_plugins.indexes.common import INDEX_CLASSES, BaseIndex, as_matrix, read_meta
 from fusionkit_plugins.indexes.faiss import FaissFlatIndex, FaissHNSWIndex, FaissIVFIndex
@@ -96,6 +96,18 @@ def query_index(folder: str | os.PathLike[str], *, patient: str | None = None, v
     return out
 
 
+def _load_vector(path: str) -> np.ndarray:
+    """A query vector from a numeric .npy (never unpickled)."""
+    try:
+        vector = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataError(f"not a numeric .npy vector ({exc})", where=path,
+                        hint="save the vector with numpy.save as a float array of the index width") from None
+    if not isinstance(vector, np.ndarray) or vector.dtype.kind not in "fiu":
+        raise DataError("the vector file must hold a numeric array", where=path)
+    return vector
+
+
 @hookimpl
 def register_commands(cli):
     import click
@@ -120,7 +132,10 @@ def register_commands(cli):
         if (patient is None) == (vector_file is None):
             raise click.UsageError("give exactly one of --patient or --vector-file")
         try:
-            vector = np.load(vector_file) if vector_file else None
+            run = find_run_folder(index_dir)
+            if run is not None:  # an index of a failed or unfinished run is stale
+                require_complete(run, what="index")
+            vector = _load_vector(vector_file) if vector_file else None
             answer = query_index(index_dir, patient=patient, vector=vector, k=k, include_self=include_self)
         except FusionkitError as err:
             click.echo(f"error: {err}", err=True)
