@@ -17,6 +17,7 @@ import copy
 import hashlib
 import json
 import logging
+import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
@@ -46,6 +47,11 @@ def derive_seed(*parts: Any) -> int:
 
 
 def _progress_factory(enabled: bool | None) -> Callable[..., Any] | None:
+    from .progress import current
+
+    console = current()  # the CLI's one display for the whole run, when there is one
+    if console.mode != "off" and enabled is not False:
+        return console.bar
     if enabled is None:
         enabled = sys.stderr.isatty()
     if not enabled:
@@ -105,6 +111,15 @@ class RunContext:
         self.executor: Executor = executor if executor is not None else LocalExecutor(workers=1)
         self.timings: dict[str, float] = {}
         self.task_name: str | None = None
+        #: stages to recompute instead of reusing the cache (``run --refresh``): encode, tasks,
+        #: a task's recipe name, or all
+        self.refresh: set[str] = set()
+        self._refreshed: set[str] = set()
+        self._task_code: dict[str, str] = {}
+
+    def refreshes(self, stage: str) -> bool:
+        """Whether ``stage`` is to be recomputed in this run (``run --refresh STAGE|all``)."""
+        return bool(self.refresh & {stage, "all"})
 
     def __fusionkit_reduce__(self) -> tuple[Any, tuple]:
         """How a context travels to another process: rebuilt there with a local executor."""
@@ -200,11 +215,28 @@ class RunContext:
         """Cache key of a unit of work: the recipe seed, the pool's content, the
         aggregator and whatever else the caller names (task params, repeat...)."""
         return stable_hash({"seed": self.seed, "pool": self.pool.fingerprint if self.pool else None,
-                            "aggregator": self.recipe.aggregator.key(), "parts": list(parts)}, length=20)
+                            "aggregator": self.recipe.aggregator.key(), "parts": list(parts),
+                            "code": self._code_of_task()}, length=20)
+
+    def _code_of_task(self) -> str:
+        """Fingerprint of the running task's source (:mod:`fusionkit.cachekeys`): edited code, new keys."""
+        spec = self.recipe.tasks.get(self.task_name) if self.task_name else None
+        if spec is None or spec.info is None:
+            return ""
+        if self.task_name not in self._task_code:
+            from .cachekeys import source_fingerprint
+
+            self._task_code[self.task_name] = source_fingerprint(spec.info.factory)
+        return self._task_code[self.task_name]
 
     def unit_cache(self, group: str) -> UnitCache:
-        """The cache of finished units of one group (a task's repeats, say)."""
-        return UnitCache(self.cache_dir / "units" / safe_name(self.recipe.name) / safe_name(group))
+        """The cache of finished units of one group (a task's repeats, say); emptied once per run
+        when the task is refreshed (``run --refresh tasks|<task>|all``)."""
+        cache = UnitCache(self.cache_dir / "units" / safe_name(self.recipe.name) / safe_name(group))
+        if group not in self._refreshed and (self.refreshes("tasks") or self.refresh & {group, self.task_name}):
+            self._refreshed.add(group)
+            shutil.rmtree(cache.folder, ignore_errors=True)
+        return cache
 
     def unit_cached(self, group: str, key: str) -> bool:
         """Whether the unit ``key`` of ``group`` finished in an earlier run (it will be reused)."""

@@ -5,7 +5,8 @@ encodes shards of items as executor units; each shard is written atomically
 and skipped once it exists, so an interrupted encoding resumes. A width
 adapter then maps the encoder's width to the recipe's, and the store is
 committed atomically under a key made of the input fingerprint, encoder and
-adapter specs, recipe width and seed.
+adapter specs, their source code and local weights (:mod:`fusionkit.cachekeys`),
+recipe width and seed. ``run --refresh encode`` recomputes instead of reusing.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 import numpy as np
 
 from . import __version__
+from .cachekeys import component_key
 from .components import Adapter, Encoder, ModalityData
 from .context import RunContext, safe_name
 from .errors import DataError
@@ -38,12 +41,17 @@ CACHE_FORMAT = 1
 def encode_modality(name: str, data: ModalityData, recipe: Recipe, ctx: RunContext) -> EmbeddingStore:
     """Encode one modality into a store, reusing the cache; resumable shard by shard."""
     mspec = recipe.modalities[name]
+    # what the components compute with beyond their params: source code and local weights (cachekeys)
+    made_with = {"encoder": component_key(mspec.encoder), "adapter": component_key(mspec.adapter)}
     key = stable_hash({
         "format": CACHE_FORMAT, "modality": name, "input": data.fingerprint,
         "encoder": mspec.encoder.key(), "adapter": mspec.adapter.key() if mspec.adapter else None,
-        "width": recipe.width, "seed": ctx.seed_for("encode", name),
+        "width": recipe.width, "seed": ctx.seed_for("encode", name), "made_with": made_with,
     })
     store_dir = ctx.cache_dir / "stores" / f"{safe_name(name)}-{safe_name(mspec.encoder.name)}-{key}"
+    if ctx.refreshes("encode"):  # `run --refresh encode|all`: recompute, do not resume
+        for folder in (store_dir, ctx.cache_dir / "work" / f"{safe_name(name)}-{key}"):
+            shutil.rmtree(folder, ignore_errors=True)
     if store_exists(store_dir):
         log.info("%s: reusing cached embeddings %s", name, store_dir)
         ctx.timings[f"encode:{name}"] = 0.0
@@ -55,7 +63,7 @@ def encode_modality(name: str, data: ModalityData, recipe: Recipe, ctx: RunConte
     starts = _encode_shards(name, data, encoder, mspec.encoder, f"{name}-{key}", work, ctx)
     adapter = _fit_adapter(name, mspec, encoder.output_dim, recipe.width, work, starts, ctx)
     store = _commit_store(store_dir, name, data, mspec, key, recipe.width, encoder.output_dim,
-                          _adapted_shards(work, starts, adapter, mspec, recipe.width))
+                          _adapted_shards(work, starts, adapter, mspec, recipe.width), made_with)
     ctx.timings[f"encode:{name}"] = time.perf_counter() - t0
     return store
 
@@ -127,7 +135,8 @@ def _adapted_shards(work: Path, starts: list[int], adapter: Adapter | None, mspe
 
 
 def _commit_store(store_dir: Path, name: str, data: ModalityData, mspec: ModalitySpec, key: str, width: int,
-                  dim: int, shards: Iterable[tuple[int, np.ndarray]]) -> EmbeddingStore:
+                  dim: int, shards: Iterable[tuple[int, np.ndarray]],
+                  made_with: dict[str, Any] | None = None) -> EmbeddingStore:
     """Fill a new store from the shards and commit it atomically with its provenance."""
     n = len(data)
     writer = StoreWriter(store_dir, n, width)
@@ -146,8 +155,9 @@ def _commit_store(store_dir: Path, name: str, data: ModalityData, mspec: Modalit
         "modality": name, "source": data.source, "input_fingerprint": data.fingerprint,
         "encoder": {"name": enc_spec.name, "params": enc_spec.to_dict()["params"],
                     "provider": info.dist if info else None, "version": info.version if info else None,
-                    "output_dim": dim},
-        "adapter": mspec.adapter.to_dict() if mspec.adapter else None, "width": width,
+                    "output_dim": dim, **(made_with or {}).get("encoder", {})},
+        "adapter": {**mspec.adapter.to_dict(), **(made_with or {}).get("adapter", {})} if mspec.adapter else None,
+        "width": width,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(), "fusionkit": __version__,
         "cache_key": key,
     }

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import __version__
+from . import progress as _progress
 from .components import ModalityData, RawDataset
 from .context import RunContext, derive_seed, safe_name  # noqa: F401 (derive_seed re-exported)
 from .encode import encode_modality
@@ -135,8 +136,13 @@ def plugin_versions(system: "PluginSystem") -> list[dict[str, Any]]:
 
 def build_pool(recipe: Recipe, ctx: RunContext) -> tuple[EmbeddingPool, dict[str, Any]]:
     """Read and encode every modality: the run's embedding pool, and what went into it."""
+    console = _progress.current()
+    console.begin("read")
     inputs = read_inputs(recipe, ctx)
-    stores = {name: encode_modality(name, data, recipe, ctx) for name, data in inputs.modalities.items()}
+    stores = {}
+    for name, data in inputs.modalities.items():
+        console.begin(f"encode {name}")
+        stores[name] = encode_modality(name, data, recipe, ctx)
     pool = EmbeddingPool.from_stores(stores, inputs.labels)
     info = {"notes": inputs.notes, "fingerprints": inputs.fingerprints, "continuous": sorted(inputs.continuous),
             "stores": {name: str(s.path) for name, s in stores.items()}}
@@ -147,14 +153,22 @@ def build_pool(recipe: Recipe, ctx: RunContext) -> tuple[EmbeddingPool, dict[str
 
 def run(recipe: Recipe, system: "PluginSystem", *, out_dir: str | os.PathLike[str] | None = None,
         cache_dir: str | os.PathLike[str] | None = None, progress: bool | None = None,
-        tasks: list[str] | None = None) -> dict[str, Any]:
-    """Run a validated recipe; returns the run record (also written to run.json)."""
+        tasks: list[str] | None = None, refresh: list[str] | None = None) -> dict[str, Any]:
+    """Run a validated recipe; returns the run record (also written to run.json).
+
+    ``refresh``: stages recomputed instead of reused from the cache (``encode``, ``tasks``,
+    a task's recipe name, ``all``). Stages are announced to :func:`fusionkit.progress.current`.
+    """
     t_start = time.perf_counter()
     out = Path(out_dir or recipe.output["dir"]).resolve()
     cache = Path(cache_dir or recipe.output.get("cache") or os.environ.get("FUSIONKIT_CACHE") or out / "cache")
     out.mkdir(parents=True, exist_ok=True)
     executor = make_executor(recipe.executor["name"], **recipe.executor.get("params", {}))
     ctx = RunContext(recipe, system, out, cache.resolve(), progress=progress, executor=executor)
+    ctx.refresh = set(refresh or ())
+    n_tasks = len([t for t in recipe.tasks if tasks is None or t in tasks])
+    _progress.current().plan(1 + len(recipe.modalities) + bool(recipe.output.get("save_aggregates", True))
+                             + n_tasks + bool(recipe.tasks))
     atomic_write_text(out / "resolved_recipe.yaml", recipe.to_yaml())
     record: dict[str, Any] = {
         "fusionkit": __version__, "recipe": str(recipe.path) if recipe.path else None, "name": recipe.name,
@@ -173,7 +187,9 @@ def run(recipe: Recipe, system: "PluginSystem", *, out_dir: str | os.PathLike[st
         _save_sampling(ctx, out)
     metrics = _run_tasks(ctx, out / "metrics.json", tasks)
     if recipe.tasks:
+        _progress.current().begin("report")
         _write_report(ctx, metrics, summary)
+    _progress.current().end()
     record.update({"status": "finished", "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(),
                    "timings_s": {k: round(v, 3) for k, v in ctx.timings.items()},
                    "wall_s": round(time.perf_counter() - t_start, 3)})
@@ -199,6 +215,7 @@ def data_summary(pool: EmbeddingPool, recipe: Recipe, info: dict[str, Any]) -> d
 
 def _save_sampling(ctx: RunContext, out: Path) -> None:
     """Every recipe sampling entry, aggregated, under ``aggregates/<name>/``."""
+    _progress.current().begin("aggregate")
     for name in ctx.recipe.sampling:
         t0 = time.perf_counter()
         agg = ctx.sample(name, seed_keys=("dataset", name))
@@ -218,6 +235,7 @@ def _run_tasks(ctx: RunContext, metrics_path: Path, only: list[str] | None) -> d
         if only is not None and tname not in only:
             continue
         t0 = time.perf_counter()
+        _progress.current().begin(f"task {tname}")
         task = ctx.build(spec)
         ctx.task_name = tname
         log.info("task %s (%s)", tname, spec.name)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from .errors import FusionkitError
+from .progress import set_unit
 from .store import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ _FORK_UNITS: list[Unit] = []
 
 def _run_forked(i: int) -> Any:
     unit = _FORK_UNITS[i]
+    set_unit(unit.label or unit.key)  # warnings in run.log name their unit
     try:
         import torch  # noqa: F401  # keep each worker single-threaded: 2 cores, many workers
 
@@ -94,7 +96,9 @@ class LocalExecutor:
     def map(self, units: list[Unit]) -> Iterator[tuple[Unit, Any]]:
         if self.workers == 1 or len(units) <= 1:
             for unit in units:
+                set_unit(unit.label or unit.key)
                 yield unit, unit.fn(*unit.args, **unit.kwargs)
+            set_unit("")
             return
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed

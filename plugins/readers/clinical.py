@@ -5,6 +5,17 @@ One item per (patient, field), e.g. ``Age at diagnosis: 63 years.``. SPEC 2.5:
 render for every cancer or for none, and leave out fields that name the
 diagnosis (:data:`DIAGNOSIS_FIELDS`, :func:`is_diagnosis_field`) when other
 signal is to be tested.
+
+Outcomes are labels, never text (issue 12): the survival endpoints of the TCGA
+Clinical Data Resource (``OS``, ``DSS``, ``DFI``, ``PFI`` with ``<EP>_time_days``)
+become patient labels ``<EP>`` (event, int 0/1) and ``<EP>_time`` (days, float)
+that the ``survival`` task requests by name; patients with a missing event or a
+missing or non-positive time are left out of that endpoint and counted in a note
+(the run's data summary). Every outcome field (:func:`is_outcome_field`: the
+endpoints, vital and tumour status, days to death or last follow-up) is left out
+of the rendered sentences whatever the options, so the annotation text cannot
+carry the endpoint. ``covariates`` adds ``age_at_diagnosis`` (float) and a coarse
+``stage`` (I-IV) as labels, for clinical baselines.
 """
 
 from __future__ import annotations
@@ -22,7 +33,8 @@ from fusionkit import DataError
 from fusionkit_plugins.readers.common import (availability_note, barcodes12, fingerprint, labels_from_items,
                                               pick_column, read_table, resolve_paths)
 
-__all__ = ["ClinicalSentencesReader", "DIAGNOSIS_FIELDS", "render_field", "is_diagnosis_field"]
+__all__ = ["ClinicalSentencesReader", "DIAGNOSIS_FIELDS", "ENDPOINTS", "render_field", "is_diagnosis_field",
+           "is_outcome_field", "coarse_stage"]
 
 #: fields that name the diagnosis, histology, organ or site (left out by exclude_diagnosis_fields)
 DIAGNOSIS_FIELDS = (
@@ -37,6 +49,14 @@ _DIAG_PATTERN = re.compile(r"histolog|icd_|diagnosis_(?:subtype|method)|primary_
 # histological *grade* fields describe differentiation, not the diagnosis
 _NOT_DIAG = re.compile(r"grade", re.IGNORECASE)
 
+#: survival endpoints of the TCGA Clinical Data Resource: event column, time column (days)
+ENDPOINTS = {"OS": "OS_time_days", "DSS": "DSS_time_days", "DFI": "DFI_time_days", "PFI": "PFI_time_days"}
+#: outcome fields: never rendered as text (they are what survival models predict)
+_OUTCOME = re.compile(r"^(OS|DSS|DFI|PFI)(_time(_days)?)?$|vital_status|tumor_status|days_to_(death|last)|"
+                      r"death_days|last_contact|followup|follow_up|new_tumor_event|cause_of_death|"
+                      r"(^|_)(os|dss|dfi|pfi)_(time|event|status)", re.IGNORECASE)
+_STAGE = re.compile(r"stage\s*(IV|III|II|I|0)(?![IV])", re.IGNORECASE)
+
 _LABELS = {
     "age_at_diagnosis": ("Age at diagnosis", "{} years"),
     "year_of_diagnosis": ("Year of diagnosis", "{}"),
@@ -45,14 +65,6 @@ _LABELS = {
     "pathologic_M": ("Pathologic M category", "{}"),
     "ajcc_pathologic_tumor_stage_cdr": ("AJCC pathologic tumor stage", "{}"),
     "ajcc_system_version": ("AJCC staging system edition", "{}"),
-    "OS": ("Overall survival event", "{}"),
-    "DSS": ("Disease-specific survival event", "{}"),
-    "PFI": ("Progression-free interval event", "{}"),
-    "OS_time_days": ("Overall survival time", "{} days"),
-    "DSS_time_days": ("Disease-specific survival time", "{} days"),
-    "PFI_time_days": ("Progression-free interval time", "{} days"),
-    "tumor_status_cdr": ("Tumor status", "{}"),
-    "vital_status_cdr": ("Vital status", "{}"),
     "prior_dx": ("Prior malignancy diagnosis", "{}"),
 }
 
@@ -60,6 +72,19 @@ _LABELS = {
 def is_diagnosis_field(name: str) -> bool:
     """Whether a clinical field names the diagnosis, histology, organ or site."""
     return name in DIAGNOSIS_FIELDS or (bool(_DIAG_PATTERN.search(name)) and not _NOT_DIAG.search(name))
+
+
+def is_outcome_field(name: str) -> bool:
+    """Whether a clinical field records an outcome (survival endpoint, vital or tumour status, follow-up)."""
+    return bool(_OUTCOME.search(name))
+
+
+def coarse_stage(value: Any) -> str | None:
+    """``Stage IIIA`` -> ``III``; ``Stage X``, blanks and anything unparsed -> None."""
+    if _is_blank(value):
+        return None
+    m = _STAGE.search(str(value))
+    return m.group(1).upper() if m else None
 
 
 def _fmt_value(value: Any) -> str:
@@ -99,13 +124,17 @@ class ClinicalSentencesReader(Reader):
     cancers: cancers to render (None = all in the table). Rendering for only some cancers makes
         availability leak the label (SPEC 2.5); a note says so.
     id_column, cancer_column: columns of the table.
+    endpoints: survival endpoints to expose as labels ``<EP>`` (event 0/1) and ``<EP>_time`` (days),
+        among OS, DSS, DFI, PFI (None = each whose two columns the table has; [] = none).
+    covariates: also expose ``age_at_diagnosis`` and a coarse ``stage`` (I-IV) as labels.
     """
 
     provides = ("clinical",)
 
     def __init__(self, path: str = "", fields: list | None = None, exclude_diagnosis_fields: bool = True,
                  shared_fields_only: bool = True, min_field_coverage: float = 0.5, cancers: list | None = None,
-                 id_column: str = "auto", cancer_column: str = "cancer_type", modality: str = "clinical"):
+                 id_column: str = "auto", cancer_column: str = "cancer_type", modality: str = "clinical",
+                 endpoints: list | None = None, covariates: bool = True):
         self.path = path
         self.fields = fields
         self.exclude_diagnosis_fields = exclude_diagnosis_fields
@@ -115,6 +144,8 @@ class ClinicalSentencesReader(Reader):
         self.id_column = id_column
         self.cancer_column = cancer_column
         self.modality = modality
+        self.endpoints = endpoints
+        self.covariates = covariates
 
     def fingerprint_inputs(self) -> list[str]:
         return resolve_paths(self.path, what="clinical table", param="path")
@@ -124,7 +155,57 @@ class ClinicalSentencesReader(Reader):
         notes: list[str] = []
         df, idc, cc = self._table(path, notes)
         fields = self._fields(df, idc, cc, path, notes)
-        return self._dataset(df, idc, cc, fields, path, notes)
+        out = self._dataset(df, idc, cc, fields, path, notes)
+        self._outcome_labels(df, idc, path, out)
+        return out
+
+    def _outcome_labels(self, df: Any, idc: str, path: str, out: RawDataset) -> None:
+        """Endpoint labels ``<EP>``/``<EP>_time`` (invalid ones dropped and counted) and covariate labels."""
+        import pandas as pd
+
+        wanted = list(ENDPOINTS) if self.endpoints is None else [str(e) for e in self.endpoints]
+        unknown = [e for e in wanted if e not in ENDPOINTS]
+        if unknown:
+            raise DataError(f"unknown survival endpoints {unknown}", where=path,
+                            hint=f"choose among {', '.join(ENDPOINTS)}")
+        pids = df[idc].astype(str).to_numpy()
+        for ep in wanted:
+            tcol = ENDPOINTS[ep]
+            if ep not in df.columns or tcol not in df.columns:
+                if self.endpoints is not None:
+                    raise DataError(f"endpoint {ep} needs columns {ep} and {tcol}", where=path,
+                                    hint="leave it out of endpoints, or use a table with both columns")
+                continue
+            event = pd.to_numeric(df[ep], errors="coerce").to_numpy(dtype=float)
+            time = pd.to_numeric(df[tcol], errors="coerce").to_numpy(dtype=float)
+            missing = ~np.isfinite(event) | ~np.isin(event, (0.0, 1.0)) | ~np.isfinite(time)
+            nonpos = ~missing & (time <= 0)
+            ok = ~missing & ~nonpos
+            out.labels[ep] = {p: int(e) for p, e in zip(pids[ok], event[ok])}
+            out.labels[f"{ep}_time"] = {p: float(t) for p, t in zip(pids[ok], time[ok])}
+            out.continuous_labels.add(f"{ep}_time")
+            # worded without " patients": tcga-folder keeps such notes of its sub-readers
+            out.notes.append(f"clinical: endpoint {ep}: (event, time) kept for {int(ok.sum())}, "
+                             f"{int(event[ok].sum())} events; dropped {int(missing.sum())} with a missing event "
+                             f"or time and {int(nonpos.sum())} with a time <= 0")
+        if self.covariates:
+            self._covariate_labels(df, pids, out)
+
+    @staticmethod
+    def _covariate_labels(df: Any, pids: np.ndarray, out: RawDataset) -> None:
+        import pandas as pd
+
+        if "age_at_diagnosis" in df.columns:
+            age = pd.to_numeric(df["age_at_diagnosis"], errors="coerce").to_numpy(dtype=float)
+            out.labels["age_at_diagnosis"] = {p: float(a) for p, a in zip(pids, age) if np.isfinite(a)}
+            out.continuous_labels.add("age_at_diagnosis")
+        col = next((c for c in ("ajcc_pathologic_tumor_stage_cdr", "ajcc_pathologic_tumor_stage",
+                                "pathologic_stage") if c in df.columns), None)
+        if col is not None:
+            stages = [coarse_stage(v) for v in df[col].to_numpy(dtype=object)]
+            out.labels["stage"] = {p: st for p, st in zip(pids, stages) if st is not None}
+            out.notes.append(f"clinical: stage label from {col} for {len(out.labels['stage'])} "
+                             "(I-IV; stage X or missing left out)")
 
     def _table(self, path: str, notes: list[str]) -> tuple[Any, str, str | None]:
         """(table with one row per 12-char barcode of the wanted cancers, id column, cancer column or None)."""
@@ -154,7 +235,16 @@ class ClinicalSentencesReader(Reader):
             if unknown:
                 raise DataError(f"unknown clinical fields {unknown} (columns: {candidates[:15]}...)", where=path,
                                 hint="pick fields among the table's columns")
+            outcome = [f for f in self.fields if is_outcome_field(f)]
+            if outcome:
+                raise DataError(f"outcome fields {outcome} cannot be rendered as text: they would leak the "
+                                "survival endpoints into the annotations", where=path,
+                                hint="remove them from fields; endpoints are labels (see the endpoints parameter)")
             candidates = [f for f in self.fields if f in candidates]
+        outcome = [c for c in candidates if is_outcome_field(c)]
+        if outcome:
+            candidates = [c for c in candidates if not is_outcome_field(c)]
+            notes.append(f"clinical: outcome fields never rendered (labels only): {outcome}")
         if self.exclude_diagnosis_fields:
             dropped = [c for c in candidates if is_diagnosis_field(c)]
             candidates = [c for c in candidates if not is_diagnosis_field(c)]
@@ -189,6 +279,9 @@ class ClinicalSentencesReader(Reader):
                 item_fields.append(f)
                 cancers.append(cancer_vals[i])
         pid_arr = np.array(pids)
+        leaked = sorted({f for f in item_fields if is_outcome_field(f)})
+        if leaked:  # guarded in _fields; checked again on what is actually rendered
+            raise DataError(f"outcome fields {leaked} would be rendered as text", where=path)
         labels = {"field": np.array(item_fields)}
         if cc:
             labels["cancer_type"] = np.array(cancers)

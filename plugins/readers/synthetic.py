@@ -27,6 +27,20 @@ Planted structure (what a good pipeline should recover)
       nuclei from thresholded smoothed noise, white lumina; nuclei density, size and hue and the
       lumen fraction differ mildly per cancer.
 
+Planted survival (issue 12; see docs/DATA.md)
+    Overall survival labels ``OS`` (event 0/1) and ``OS_time`` (days), and clinical covariates
+    ``age_at_diagnosis`` (years) and ``stage`` (I-IV), from a proportional-hazards model with a
+    Weibull baseline (shape 1.2) per cancer (THCA lowest, BLCA/STAD highest)::
+
+        log hazard = log base[cancer] + 0.7 * survival_strength * a + 0.45 * (stage - 2.3)
+                     + 0.35 * (age - 60) / 10 + subtype effect
+
+    ``a`` is the first RNA latent factor (a patient's "aggressiveness": in the RNA, not in the
+    cancer label); stage is an ordinal cut of ``0.6 a + noise + per-cancer shift``, so age and
+    stage carry part of the risk and the RNA carries more; subtype effects (e.g. BRCA.Basal +0.4,
+    COAD.MSI -0.4) are visible in the RNA subtype programmes. Follow-up is uniform between 0.5
+    and 10 years (administrative censoring). ``survival_strength: 0`` removes the RNA's own part.
+
 Missing modalities
     Each modality is missing for a patient with its rate in ``missing_rates`` (default 10% each),
     independently and *the same for every cancer*, so availability does not leak the label; a
@@ -87,6 +101,13 @@ DRIVERS = {
     "RHOA": (.00, .03, .01, .06, .00, .00), "ERBB2": (.03, .10, .05, .06, .00, .02),
     "TTN": (.20, .40, .45, .45, .02, .55), "MUC16": (.10, .25, .25, .25, .01, .40),
 }
+#: planted survival per cancer: yearly baseline hazard, mean age at diagnosis, stage shift
+SURVIVAL = {"BRCA": (0.018, 58.0, -0.2), "BLCA": (0.12, 68.0, 0.6), "COAD": (0.05, 66.0, 0.1),
+            "STAD": (0.11, 65.0, 0.3), "THCA": (0.005, 47.0, -0.6), "LUAD": (0.09, 65.0, -0.1)}
+#: log hazard ratios of some subtypes (0 for the others)
+SUBTYPE_HAZARD = {"BRCA.Basal": 0.4, "BRCA.Her2": 0.3, "BRCA.LumA": -0.3, "COAD.MSI": -0.4, "STAD.MSI": -0.3,
+                  "STAD.EBV": -0.3, "BLCA.Basal_Squamous": 0.4}
+STAGES = ("I", "II", "III", "IV")
 #: median passenger burden multiplier per cancer (THCA lowest, LUAD/STAD/BLCA highest)
 BURDEN = {"BRCA": 0.5, "BLCA": 1.6, "COAD": 1.2, "STAD": 1.5, "THCA": 0.08, "LUAD": 1.8}
 
@@ -190,6 +211,8 @@ class SyntheticTcgaReader(Reader):
     program_strength, subtype_strength: size of the planted cancer / subtype expression shifts.
     n_latent: patient-level latent factors (not label-related). text_specificity: probability that a
     sentence carries cancer-specific vocabulary. cancers: subset of the six. tmb_divisor, tmb_threshold: SPEC 2.3.
+    survival_strength: weight of the RNA latent factor in the planted hazard (0: only cancer, stage,
+    age and subtype).
     seed: everything is a function of it.
     """
 
@@ -201,7 +224,8 @@ class SyntheticTcgaReader(Reader):
                  min_sentences: int = 4, max_sentences: int = 10, missing_rates: dict | None = None,
                  min_modalities: int = 1, program_strength: float = 1.5, subtype_strength: float = 1.0,
                  n_latent: int = 8, text_specificity: float = 0.5, cancers: list | None = None,
-                 tmb_divisor: float = 30.0, tmb_threshold: float = 0.5, seed: int = 0):
+                 tmb_divisor: float = 30.0, tmb_threshold: float = 0.5, survival_strength: float = 1.0,
+                 seed: int = 0):
         self.n_patients = n_patients
         self.n_genes = n_genes
         self.n_mutation_genes = n_mutation_genes
@@ -219,6 +243,7 @@ class SyntheticTcgaReader(Reader):
         self.cancers = cancers
         self.tmb_divisor = tmb_divisor
         self.tmb_threshold = tmb_threshold
+        self.survival_strength = survival_strength
         self.seed = seed
 
     def fingerprint_inputs(self) -> list[str]:
@@ -265,7 +290,9 @@ class SyntheticTcgaReader(Reader):
             avail[i, add] = True
         return {m: avail[:, j] for j, m in enumerate(MODALITIES)}
 
-    def _rna(self, cancer: np.ndarray, subtype: np.ndarray, cancers: list[str]) -> tuple[np.ndarray, list[str]]:
+    def _rna(self, cancer: np.ndarray, subtype: np.ndarray, cancers: list[str]
+             ) -> tuple[np.ndarray, list[str], np.ndarray]:
+        """(expression, genes, latent factors Z (n, n_latent))."""
         rng = self._rng("rna")
         markers = [g for c in CANCERS for g in MARKERS[c]]
         G = max(int(self.n_genes), len(markers) + 10)
@@ -285,12 +312,29 @@ class SyntheticTcgaReader(Reader):
             prog[idx] = rng.normal(0, 1.0, size=len(idx)) + np.sign(rng.normal(size=len(idx)))
             X[subtype == s] += self.subtype_strength * prog
         k = int(self.n_latent)
+        Z = np.zeros((n, 0), dtype=np.float32)
         if k > 0:
             Z = rng.normal(size=(n, k)).astype(np.float32)
             W = rng.normal(size=(k, G)).astype(np.float32) * (rng.random((k, G)) < 0.2)
             X += Z @ W
         X += rng.normal(size=X.shape).astype(np.float32)
-        return X.astype(np.float32), genes
+        return X.astype(np.float32), genes, Z
+
+    def _survival(self, cancer: np.ndarray, subtype: np.ndarray, Z: np.ndarray) -> dict[str, dict[str, Any]]:
+        """Planted overall survival and covariates (see the module docstring): per-patient arrays."""
+        rng = self._rng("survival")
+        n = len(cancer)
+        a = Z[:, 0].astype(np.float64) if Z.shape[1] else rng.normal(size=n)
+        base, age_mean, shift = (np.array([SURVIVAL[c][j] for c in cancer]) for j in range(3))
+        age = np.clip(np.round(rng.normal(age_mean, 11.0)), 20, 90)
+        stage = np.digitize(0.6 * a + rng.normal(size=n) + shift, [-0.6, 0.4, 1.3])  # 0..3 = I..IV
+        lp = (np.log(base) + 0.7 * float(self.survival_strength) * a + 0.45 * (stage - 1.3)
+              + 0.35 * (age - 60.0) / 10.0 + np.array([SUBTYPE_HAZARD.get(s, 0.0) for s in subtype]))
+        years = (rng.exponential(size=n) / np.exp(lp)) ** (1 / 1.2)
+        follow = rng.uniform(0.5, 10.0, size=n)
+        days = np.maximum(1.0, np.round(np.minimum(years, follow) * 365.25))
+        return {"event": (years <= follow).astype(int), "time": days, "age": age,
+                "stage": np.array(STAGES)[stage]}
 
     def _mutations(self, cancer: np.ndarray, subtype: np.ndarray) -> tuple[np.ndarray, list[str], np.ndarray]:
         rng = self._rng("mutation")
@@ -383,7 +427,7 @@ class SyntheticTcgaReader(Reader):
         avail = self._availability(len(pid))
         fp = fingerprint([], {"reader": "synthetic-tcga", **self.get_params()})
         mods: dict[str, ModalityData] = {}
-        X, genes = self._rna(cancer, subtype, cancers)
+        X, genes, Z = self._rna(cancer, subtype, cancers)
         r = avail["rna"]
         mods["rna"] = ModalityData("rna", "matrix", pid[r], pid[r], X[r], genes,
                                    {"cancer_type": cancer[r], "subtype": subtype[r]},
@@ -419,12 +463,20 @@ class SyntheticTcgaReader(Reader):
             "tmb": {p: tmb[p] for p in pid if p in mut_pids},
             "tmb_class": {p: tmb_class[p] for p in pid if p in mut_pids},
         }
+        sv = self._survival(cancer, subtype, Z)
+        ids = pid.tolist()
+        labels.update({"OS": dict(zip(ids, sv["event"].tolist())), "OS_time": dict(zip(ids, sv["time"].tolist())),
+                       "age_at_diagnosis": dict(zip(ids, sv["age"].tolist())),
+                       "stage": dict(zip(ids, sv["stage"].tolist()))})
         notes = [f"synthetic-tcga: {len(pid)} patients, seed {self.seed}"]
         for name, md in mods.items():
             per = {c: len(set(md.patient_ids[md.labels['cancer_type'] == c])) for c in cancers}
             notes.append(f"{name}: {len(set(md.patient_ids))} patients, {len(md)} items ("
                          + ", ".join(f"{c} {per[c]}" for c in cancers) + ")")
-        return RawDataset(modalities=mods, labels=labels, notes=notes)
+        notes.append(f"planted overall survival: {int(sv['event'].sum())} events among {len(pid)}, follow-up "
+                     f"0.5-10 years; RNA latent factor weight {0.7 * float(self.survival_strength):g}")
+        return RawDataset(modalities=mods, labels=labels, notes=notes,
+                          continuous_labels={"OS_time", "age_at_diagnosis"})
 
 
 @hookimpl

@@ -1,0 +1,154 @@
+"""One repeat of the survival task at one grid point (a cached unit): build each feature set's
+aggregates per split, fit every model, evaluate on the test patients. Plain data in, plain data out.
+
+Feature sets (names in ``job["features"]``):
+
+``multimodal``           the patient aggregates of the task's sampling entry (every modality)
+``<modality>``           aggregates of that modality alone (patients who have it)
+``clinical``             clinical covariates (age, stage: the task's ``covariates`` labels)
+``clinical+multimodal``  both, side by side (does the aggregate add to age + stage?)
+``cancer``               the cancer type alone: each cancer's own baseline hazard, no covariate
+
+Aggregates of the training and the test patients are built separately, each from a pool
+restricted to its own patients (:func:`fusionkit_plugins.tasks.patient.common.build_disjoint`,
+whose leak guard raises when a plan draws an item of a patient outside its part). The inner
+validation patients (hyper-parameters) are a part of the training patients.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+
+from fusionkit_plugins.tasks.patient.common import AggregateBuilder, build_disjoint
+from fusionkit_plugins.tasks.survival.evaluate import evaluate
+from fusionkit_plugins.tasks.survival.metrics import Surv
+from fusionkit_plugins.tasks.survival.models import fit_coxnet, fit_deep, prepare_features
+
+__all__ = ["survival_unit", "clinical_matrix", "CANCER_MODEL", "models_for"]
+
+#: the model name of the cancer-only baseline (no covariate: per-cancer baseline hazards)
+CANCER_MODEL = "baseline"
+
+
+def models_for(features: str, models: list[str]) -> list[str]:
+    return [CANCER_MODEL] if features == "cancer" else list(models)
+
+
+def clinical_matrix(values: list[list[Any]], kinds: list[str], train: np.ndarray) -> np.ndarray:
+    """Covariates as numbers, encoded from the ``train`` rows only.
+
+    Numeric covariates: missing values take the training median, plus a 0/1 missing column when
+    any value is missing; categorical ones: one column per training level plus ``unknown``.
+    """
+    cols: list[np.ndarray] = []
+    for j, kind in enumerate(kinds):
+        col = [row[j] for row in values]
+        if kind == "numeric":
+            x = np.array([np.nan if v is None else float(v) for v in col], dtype=np.float64)
+            miss = ~np.isfinite(x)
+            fill = np.nanmedian(x[train]) if np.isfinite(x[train]).any() else 0.0
+            cols.append(np.where(miss, fill, x))
+            if miss.any():
+                cols.append(miss.astype(np.float64))
+        else:
+            s = np.array(["" if v is None else str(v) for v in col])
+            levels = sorted(set(s[train].tolist()) - {""})
+            cols += [(s == lv).astype(np.float64) for lv in levels]
+            cols.append(~np.isin(s, levels) * 1.0)
+    M = np.stack(cols, axis=1) if cols else np.zeros((len(values), 0))
+    keep = M[train].std(axis=0) > 0  # constant on train: carries nothing
+    return M[:, keep]
+
+
+def _aggregates(builder: AggregateBuilder, job: dict[str, Any], features: str, cache: dict[str, Any]
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """(X_train, ids_train, X_test, ids_test) of ``multimodal`` or one modality; None without patients."""
+    if features in cache:
+        return cache[features]
+    sub = builder
+    train, test = job["train"], job["test"]
+    if features != "multimodal":
+        sampler = copy.copy(builder.sampler)
+        sampler.set_params(modalities=[features], min_modalities=1)
+        sub = AggregateBuilder(pool=builder.pool, sampler=sampler, aggregator=builder.aggregator)
+        have = set(builder.pool.availability()[features].tolist())
+        train = [p for p in train if p in have]
+        test = [p for p in test if p in have]
+    if len(train) < 10 or len(test) < 2:
+        cache[features] = None
+        return None
+    seeds = (job["seed_train"], job["seed_test"])
+    cache[features] = build_disjoint(sub, train, test, job["k"], job["r"], seeds, draws=job["train_draws"],
+                                     leak="a patient is in both the training and the test aggregates")
+    return cache[features]
+
+
+def _design(builder: AggregateBuilder, job: dict[str, Any], features: str, cache: dict[str, Any]
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """(Z_train, ids_train, Z_test, ids_test): prepared features of one feature set."""
+    strat = job["stratify"]
+    cancer = job["cancer"]
+    if features in ("clinical", "cancer"):
+        ptr, pte = np.asarray(job["train"]), np.asarray(job["test"])
+        Xtr, Xte = np.zeros((len(ptr), 0)), np.zeros((len(pte), 0))
+    else:
+        agg = _aggregates(builder, job, "multimodal" if features == "clinical+multimodal" else features, cache)
+        if agg is None:
+            return None
+        Xtr, ptr, Xte, pte = agg
+    s_tr = np.array([cancer[p] for p in ptr]) if strat else None
+    s_te = np.array([cancer[p] for p in pte]) if strat else None
+    Ztr, Zte = prepare_features(Xtr, Xte, job["cfg"]["n_components"], job["seed_model"], s_tr, s_te) \
+        if Xtr.shape[1] else (Xtr, Xte)
+    if features in ("clinical", "clinical+multimodal"):
+        rows = [job["covariates"][p] for p in ptr] + [job["covariates"][p] for p in pte]
+        train = np.r_[np.ones(len(ptr), bool), np.zeros(len(pte), bool)]
+        C = clinical_matrix(rows, job["covariate_kinds"], train)
+        if C.shape[1]:
+            Ctr, Cte = prepare_features(C[train], C[~train], None, 0, s_tr, s_te)
+            Ztr, Zte = np.hstack([Ctr, Ztr]), np.hstack([Cte, Zte])
+    return Ztr, np.asarray(ptr), Zte, np.asarray(pte)
+
+
+def _fit(model: str, Ztr: np.ndarray, ytr: Surv, Zte: np.ndarray, val: np.ndarray, strata: tuple | None,
+         job: dict[str, Any], offset: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """(train risk, test risk, info) of one model; ``strata``: (train strata, test strata) or None."""
+    if model == CANCER_MODEL or Ztr.shape[1] == 0:
+        return np.zeros(len(Ztr)), np.zeros(len(Zte)), {}
+    s_tr, s_te = strata if strata is not None else (None, None)
+    if model == "coxnet":
+        return fit_coxnet(Ztr, ytr, Zte, val, strata_tr=s_tr, strata_te=s_te, l1_ratio=job["cfg"]["l1_ratio"])
+    return fit_deep(Ztr, ytr, Zte, val, strata_tr=s_tr, cfg=job["cfg"], seed=job["seed_model"] + offset)
+
+
+def _one_feature_set(builder: AggregateBuilder, job: dict[str, Any], features: str, cache: dict[str, Any]
+                     ) -> dict[str, Any] | None:
+    design = _design(builder, job, features, cache)
+    if design is None:
+        return None
+    Ztr, ptr, Zte, pte = design
+    surv, cancer = job["surv"], job["cancer"]
+    ytr = Surv([surv[p][0] for p in ptr], [surv[p][1] for p in ptr])
+    yte = Surv([surv[p][0] for p in pte], [surv[p][1] for p in pte])
+    c_tr = np.array([cancer[p] for p in ptr])
+    c_te = np.array([cancer[p] for p in pte])
+    val = np.isin(ptr, job["val"])
+    out: dict[str, Any] = {"test_ids": pte.astype(str), "n_train": int(len(set(ptr.tolist()))), "models": {}}
+    for i, model in enumerate(models_for(features, job["models"])):
+        stratified = job["stratify"] or model == CANCER_MODEL
+        risk_tr, risk_te, info = _fit(model, Ztr, ytr, Zte, val, (c_tr, c_te) if stratified else None, job, 101 * i)
+        ev = evaluate(ytr, yte, risk_tr, risk_te, strata_tr=c_tr if stratified else None,
+                      strata_te=c_te if stratified else None,
+                      cancer_tr=c_tr, cancer_te=c_te, horizons=job["horizons"],
+                      reference_years=job["reference_years"], tau_years=job["tau_years"])
+        out["models"][model] = {**ev, "info": info, "risk": risk_te.astype(np.float32)}
+    return out
+
+
+def survival_unit(builder: AggregateBuilder, job: dict[str, Any]) -> dict[str, Any]:
+    """Every feature set and model of one repeat at one grid point: ``{features: result or None}``."""
+    cache: dict[str, Any] = {}
+    return {"features": {fs: _one_feature_set(builder, job, fs, cache) for fs in job["features"]}}
