@@ -316,6 +316,9 @@ class TcgaFolderReader(Reader):
         modalities: dict[str, ModalityData] = {}
         for name, reader in self._sub_readers().items():
             sub = reader.read(ctx)
+            for lname, table in sub.labels.items():  # e.g. the clinical table's endpoints and covariates
+                labels_ds.labels.setdefault(lname, {p: v for p, v in table.items() if p in cancer})
+            labels_ds.continuous_labels |= sub.continuous_labels
             md = sub.modalities[reader.modality]
             md.modality = name
             # keep the patients of the chosen cancers; label every item from patients.csv
@@ -348,7 +351,8 @@ class TcgaFolderReader(Reader):
         rows.append("patients.csv | " + " | ".join(str(total[c]) for c in cancers))
         notes.append("\n".join(rows))
         notes.append(f"tcga-folder: read in {time.perf_counter() - t0:.1f}s")
-        return RawDataset(modalities=modalities, labels=labels_ds.labels, notes=notes)
+        return RawDataset(modalities=modalities, labels=labels_ds.labels, notes=notes,
+                          continuous_labels=labels_ds.continuous_labels)
 
 
 # --------------------------------------------------------------------------- registration
