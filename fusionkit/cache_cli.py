@@ -223,9 +223,10 @@ def _current_code_from(ctx: click.Context) -> Callable[[str, str], str | None]:
     def code(kind: str, name: str) -> str | None:
         nonlocal system
         if system is None:
-            from .cli import _system_from
+            from .plugins import load
 
-            system = _system_from(ctx)
+            obj = ctx.find_root().obj or {}
+            system = load(plugins_dir=obj.get("plugins_dir"), strict=obj.get("strict") or None)
         if not system.registry.has(kind, name):
             return None
         return source_fingerprint(system.info(kind, name).factory)

@@ -94,8 +94,23 @@ def cli(ctx: click.Context, plugins_dir: str | None, strict: bool, verbose: int)
     fusionkit plugins                            installed plugins and their status
     """
     ctx.obj = {"plugins_dir": plugins_dir, "strict": strict}
-    level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    _setup_logging(logging.WARNING - 10 * min(verbose, 2))
+
+
+def _setup_logging(level: int) -> None:
+    """fusionkit's records of ``level`` and up on stderr; other libraries' only when errors (a run's
+    log file, run.log, gets everything: see :class:`fusionkit.progress.RunLog`)."""
+    from .progress import ConsoleFilter
+
+    root = logging.getLogger()
+    for h in [h for h in root.handlers if getattr(h, "_fusionkit", False)]:
+        root.removeHandler(h)
+    handler = logging.StreamHandler()
+    handler._fusionkit = True  # type: ignore[attr-defined]
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(ConsoleFilter(level))
+    root.addHandler(handler)
+    root.setLevel(min(level, logging.INFO))
 
 
 def _recipe(ctx: click.Context, path: str, sets: tuple[str, ...], plugins_dir: str | None, strict: bool):
@@ -116,14 +131,24 @@ def _recipe(ctx: click.Context, path: str, sets: tuple[str, ...], plugins_dir: s
 @click.option("--executor", type=click.Choice(["local", "ray"]), default=None, help="Override the executor.")
 @click.option("--workers", type=int, default=None, help="Parallel workers for repeats.")
 @click.option("--address", default=None, help="Ray cluster address (with --executor ray).")
-@click.option("--progress/--no-progress", default=None, help="Progress bars (default: on a terminal).")
+@click.option("--progress/--no-progress", default=None,
+              help="A live progress line (default: on a terminal); otherwise a line per stage.")
+@click.option("--refresh", "refresh", multiple=True, metavar="STAGE",
+              help="Recompute instead of reusing the cache: encode, tasks, a task's name, or all (repeatable).")
 @plugins_dir_option
 @strict_option
 @click.pass_context
 def run(ctx: click.Context, recipe: str, sets: tuple[str, ...], out_dir: str | None, cache_dir: str | None,
         tasks: tuple[str, ...], executor: str | None, workers: int | None, address: str | None,
-        progress: bool | None, plugins_dir: str | None, strict: bool) -> None:
-    """Run RECIPE: read, encode (cached), sample, aggregate, run tasks, write the report."""
+        progress: bool | None, refresh: tuple[str, ...], plugins_dir: str | None, strict: bool) -> None:
+    """Run RECIPE: read, encode (cached), sample, aggregate, run tasks, write the report.
+
+    The console shows one progress display; library warnings go to OUT/run.log and are
+    counted once at the end, followed by the paper's claims and their verdicts.
+    """
+    from .progress import quiet_libraries
+
+    quiet_libraries()  # before any library is imported: no weight-loading bars
     from . import engine
 
     extra = list(sets)
@@ -135,16 +160,72 @@ def run(ctx: click.Context, recipe: str, sets: tuple[str, ...], out_dir: str | N
         extra.append(f"executor.params.address={address}")
     try:
         system, rec = _recipe(ctx, recipe, tuple(extra), plugins_dir, strict)
-        record = engine.run(rec, system, out_dir=out_dir, cache_dir=cache_dir, progress=progress,
-                            tasks=list(tasks) or None)
+        _check_refresh(refresh, rec)
+        out = out_dir or rec.output["dir"]
+        with _RunConsole(out, progress) as console:
+            record = engine.run(rec, system, out_dir=out_dir, cache_dir=cache_dir, progress=progress,
+                                tasks=list(tasks) or None, refresh=list(refresh))
     except FusionkitError as err:
         _fail(err)
         return
-    out = out_dir or rec.output["dir"]
     click.echo(f"finished {rec.name} in {record['wall_s']:.1f}s -> {out}")
-    report = os.path.join(out, "report.html")
-    if os.path.exists(report):
-        click.echo(f"report: {report}")
+    console.print_summary(out)
+
+
+def _check_refresh(refresh: tuple[str, ...], rec: Any) -> None:
+    from .registry import suggest
+
+    known = ["encode", "tasks", "all", *rec.tasks]
+    for stage in refresh:
+        if stage not in known:
+            hint = suggest(stage, known) or f"stages: {', '.join(known)}"
+            raise click.UsageError(f"--refresh {stage!r}: not a stage of this recipe ({hint})")
+
+
+class _RunConsole:
+    """The run's progress display and run.log; after the run, the warnings and claims summaries."""
+
+    def __init__(self, out: str, progress: bool | None):
+        from .progress import Console, RunLog
+
+        mode = "tty" if progress else ("plain" if progress is False else "auto")
+        self.console = Console(sys.stderr, mode)
+        os.makedirs(out, exist_ok=True)
+        self.log = RunLog(os.path.join(out, "run.log"))
+
+    def __enter__(self) -> "_RunConsole":
+        from .progress import set_current
+
+        set_current(self.console)
+        self.log.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        from .progress import set_current
+
+        self.log.__exit__(*exc)
+        self.console.close()
+        set_current(None)
+
+    def print_summary(self, out: str) -> None:
+        lines = self.log.summary()
+        if lines:
+            click.echo(f"library warnings (see {self.log.path}):")
+            for line in lines:
+                click.echo(f"  {line}")
+        try:
+            from .report import claims_summary, load_run
+
+            claims = claims_summary(load_run(out))
+        except FusionkitError:
+            claims = []
+        if claims:
+            click.echo("the paper's claims on this run:")
+            for line in claims:
+                click.echo(line)
+        report = os.path.join(out, "report.html")
+        if os.path.exists(report):
+            click.echo(f"report: {report}")
 
 
 @cli.command()
@@ -221,7 +302,7 @@ def plugins_cmd(ctx: click.Context, show_all: bool, as_json: bool, plugins_dir: 
 
 
 @cli.command(name="list")
-@click.argument("kind", type=click.Choice(sorted(KIND_PLURALS)))
+@click.argument("kind", type=click.Choice(sorted(set(KIND_PLURALS) | set(KIND_PLURALS.values()))))
 @click.option("--json", "as_json", is_flag=True, help="JSON output.")
 @plugins_dir_option
 @strict_option
@@ -233,7 +314,7 @@ def list_cmd(ctx: click.Context, kind: str, as_json: bool, plugins_dir: str | No
     except FusionkitError as err:
         _fail(err)
         return
-    infos = system.registry.all(KIND_PLURALS[kind])
+    infos = system.registry.all(KIND_PLURALS.get(kind, kind))
     if as_json:
         click.echo(json.dumps([i.as_dict() for i in infos], indent=2, default=str))
         return
@@ -243,6 +324,8 @@ def list_cmd(ctx: click.Context, kind: str, as_json: bool, plugins_dir: str | No
         extra = ""
         if d.get("modality") or d.get("dim"):
             extra = f" [{d.get('modality') or '?'}, {d.get('dim') or '?'}-d]"
+        elif d.get("modalities"):
+            extra = f" [{', '.join(d['modalities'])}]"
         provider = "" if i.builtin else f" ({d['provider']})"
         click.echo(f"{i.name:<{width}}  {i.summary}{extra}{provider}")
 
@@ -276,6 +359,9 @@ def describe(ctx: click.Context, kind: str, name: str, as_json: bool, plugins_di
     for key in ("modality", "dim", "licence", "gated", "weights_source", "params", "tags"):
         if d.get(key) is not None:
             click.echo(f"{key}: {d[key]}")
+    if kind == "reader":  # what a recipe can take from it
+        click.echo(f"modalities: {', '.join(d.get('modalities') or []) or '(any: set by its parameters)'}")
+        click.echo(f"labels: {', '.join(d.get('labels') or []) or '(none declared)'}")
     if d.get("parameters"):
         click.echo("parameters:")
         for k, v in d["parameters"].items():
@@ -284,45 +370,23 @@ def describe(ctx: click.Context, kind: str, name: str, as_json: bool, plugins_di
 
 @cli.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="JSON rows instead of Markdown.")
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of Markdown.")
 def results(run_dir: str, as_json: bool) -> None:
-    """Print a finished run's data availability and its numbers next to the paper's (Markdown)."""
-    from pathlib import Path
+    """Print a finished run as Markdown: the study, the paper's claims with verdicts, embedding
+    health, availability per class and every comparison with the paper (the report's numbers)."""
+    from .report import load_run, results_json, results_markdown
+    from .runstate import require_complete
 
-    from .report import paper_rows
-
-    run = Path(run_dir)
     try:
-        metrics = json.loads((run / "metrics.json").read_text())
-        summary = json.loads((run / "data_summary.json").read_text())
-    except FileNotFoundError as exc:
-        _fail(FusionkitError(f"{exc.filename} not found", where=run_dir,
-                             hint="give the output folder of a finished `fusionkit run` with tasks"))
+        require_complete(run_dir, what="results")  # never the numbers of a failed or unfinished run
+        view = load_run(run_dir)
+    except FusionkitError as err:
+        _fail(err)
         return
-    rows = paper_rows(metrics)
     if as_json:
-        click.echo(json.dumps({"availability": summary.get("modalities", {}), "paper_comparison": rows},
-                              indent=2, default=str))
+        click.echo(json.dumps(results_json(view), indent=2, default=str))
         return
-    mods = summary.get("modalities", {})
-    by_key = _patients_by_key(summary)
-    classes = sorted({c for e in mods.values() for c in (e.get(by_key) or {})})
-    click.echo("| modality | items | patients | mean norm | norm of mean | " + " | ".join(classes) + " |")
-    click.echo("|---" * (5 + len(classes)) + "|")
-    for m, e in mods.items():
-        by = e.get(by_key) or {}
-        click.echo(f"| {m} | {e.get('items')} | {e.get('patients')} | {e.get('mean_norm', 0):.3g} | "
-                   f"{e.get('norm_of_mean', 0):.3g} | " + " | ".join(str(by.get(c, 0)) for c in classes) + " |")
-    click.echo("")
-    click.echo("| task | experiment | metric | modality | k | ours (mean) | 95% CI | paper |")
-    click.echo("|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        ours = r.get("ours")
-        ours_s = f"{ours:.3f}" if isinstance(ours, (int, float)) else ("" if ours is None else str(ours))
-        click.echo(f"| {r.get('task')} | {r.get('experiment', '')} | {r.get('metric', '')} | "
-                   f"{r.get('modality', '')} | {r.get('k', '')} | {ours_s} | {r.get('ours_ci', '')} | "
-                   f"{r.get('paper', '')} |")
-
+    click.echo(results_markdown(view), nl=False)
 
 
 @cli.command()
@@ -344,15 +408,6 @@ def export(run_dir: str, fmt: str, out: str | None) -> None:
         click.echo(str(path))
 
 
-def _patients_by_key(summary: dict[str, Any]) -> str:
-    """The data summary's per-class availability key: that of the recipe's primary label
-    (``labels.primary``), or the first one found in summaries written before it was recorded."""
-    if summary.get("primary_label"):
-        return f"patients_by_{summary['primary_label']}"
-    keys = [k for e in summary.get("modalities", {}).values() for k in e if k.startswith("patients_by_")]
-    return keys[0] if keys else "patients_by_"
-
-
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="JSON output.")
@@ -369,6 +424,11 @@ def doctor(ctx: click.Context, as_json: bool, quick: bool, plugins_dir: str | No
         _fail(err)
         return
     click.echo(json.dumps(report, indent=2, default=str) if as_json else render(report))
+
+
+from .cache_cli import cache as _cache_group  # noqa: E402 - light (click only): `fusionkit cache ls|prune`
+
+cli.add_command(_cache_group)
 
 
 def main() -> None:

@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
 
-__all__ = ["Console", "RunLog", "ConsoleFilter", "current", "set_current", "quiet_libraries", "fmt_duration"]
+__all__ = ["Console", "RunLog", "ConsoleFilter", "current", "set_current", "set_unit", "quiet_libraries",
+           "fmt_duration"]
 
 #: environment that keeps libraries' own progress bars and chatter off the terminal
 QUIET_ENV = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error", "TQDM_DISABLE": "1",
@@ -140,8 +141,12 @@ class Console:
         return f"[{self.stage_index}{of}]"
 
     # ------------------------------------------------------------ units (through bars)
-    def bar(self, desc: str = "", total: int | None = None, **_: Any) -> _Bar:
-        """A tqdm-like handle that feeds this display (the context's progress factory)."""
+    def bar(self, iterable: Iterable[Any] | None = None, desc: str = "", total: int | None = None,
+            **_: Any) -> Any:
+        """A tqdm-like handle that feeds this display (the context's progress factory); given
+        an iterable, that iterable counted unit by unit."""
+        if iterable is not None:
+            return self.progress(iterable, desc, total)
         return _Bar(self, desc, total)
 
     def progress(self, iterable: Iterable[Any], desc: str = "", total: int | None = None) -> Iterator[Any]:
@@ -263,6 +268,13 @@ class _Null(Console):
 
 
 _CURRENT: Console | None = None
+_UNIT = ""
+
+
+def set_unit(label: str) -> None:
+    """Name the unit of work running in this process (executors call it; warnings are logged with it)."""
+    global _UNIT
+    _UNIT = str(label or "")
 
 
 def current() -> Console:
@@ -280,7 +292,7 @@ def set_current(console: Console | None) -> None:
 
 # ----------------------------------------------------------------------------- run log
 
-_LINE = re.compile(r"^WARNING (?P<cat>\S+) \[(?P<stage>[^\]]*)\] (?P<where>\S+): (?P<msg>.*)$")
+_LINE = re.compile(r"^WARNING (?P<cat>\S+) \[(?P<stage>[^\]]*)\] \((?P<unit>[^)]*)\) (?P<where>\S+): (?P<msg>.*)$")
 
 
 @dataclass
@@ -296,8 +308,8 @@ class RunLog:
     """Captures warnings and third-party log records of a run into ``path`` (appending).
 
     Use as a context manager around the run. Each warning becomes one line
-    ``WARNING <Category> [<stage>] <file:line>: <message>`` (the full text of
-    the first occurrence per process follows, indented).
+    ``WARNING <Category> [<stage>] (<unit>) <file:line>: <message>`` (the full
+    text of the first occurrence per process follows, indented).
     """
 
     def __init__(self, path: str | os.PathLike[str]):
@@ -346,7 +358,8 @@ class RunLog:
         first = " ".join(text.splitlines()[0].split()) if text else ""
         where = f"{Path(filename).name}:{lineno}"
         stage = current().stage
-        out = f"WARNING {category.__name__} [{stage.name if stage else '-'}] {where}: {first}"
+        unit = _UNIT.replace(")", "]").replace("(", "[") or "-"
+        out = f"WARNING {category.__name__} [{stage.name if stage else '-'}] ({unit}) {where}: {first}"
         key = (category.__name__, where)
         if os.getpid() != self._pid:
             self._seen, self._pid = set(), os.getpid()

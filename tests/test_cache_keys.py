@@ -90,3 +90,167 @@ def test_component_key_of_a_spec(tmp_path):
         assert component_key(None) == {}
     finally:
         sys.modules.pop("fk_cachekey_spec", None)
+
+
+SCALED_PLUGIN = '''
+"""Multiplies precomputed embeddings by a scale read from a local weights folder."""
+
+import os
+
+import numpy as np
+
+from fusionkit import Encoder, hookimpl
+
+CODE_FACTOR = 1.0
+
+
+class ScaledEncoder(Encoder):
+    """Scaled pass-through (weights: scale.npy in weights_dir)."""
+
+    modality = "any"
+    input_kind = "embedding"
+    card = {"licence": "n/a", "gated": False, "weights_source": "local folder"}
+
+    def __init__(self, weights_dir: str = "", dim: int = 16):
+        self.weights_dir = weights_dir
+        self.dim = dim
+
+    def encode(self, data, ctx=None):
+        with open(os.environ["FK_CALLS"], "a") as fh:
+            fh.write("encode\\n")
+        scale = float(np.load(os.path.join(self.weights_dir, "scale.npy")))
+        return np.asarray(data.data, dtype=np.float32) * scale * CODE_FACTOR
+
+
+@hookimpl
+def register_encoders(register):
+    register("scaled", ScaledEncoder)
+'''
+
+
+def _run(tmp_path: Path, *args: str) -> "subprocess.CompletedProcess[str]":
+    import os
+    import subprocess
+
+    env = dict(os.environ, HF_HUB_OFFLINE="1", FK_CALLS=str(tmp_path / "calls.txt"))
+    cmd = [sys.executable, "-m", "fusionkit", "--plugins-dir", str(tmp_path / "plug"), *args]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return res
+
+
+def _norm_and_calls(tmp_path: Path, out: Path) -> tuple[float, int]:
+    norm = json.loads((out / "data_summary.json").read_text())["modalities"]["rna"]["mean_norm"]
+    calls = (tmp_path / "calls.txt").read_text().count("encode") if (tmp_path / "calls.txt").exists() else 0
+    return round(float(norm), 4), calls
+
+
+def test_cache_follows_weights_and_code_refresh_recomputes_and_ls_lists(tmp_path):
+    from helpers import imported_recipe
+
+    weights = tmp_path / "model"
+    weights.mkdir()
+    np.save(weights / "scale.npy", np.float32(1.0))
+    (tmp_path / "plug").mkdir()
+    plugin = tmp_path / "plug" / "scaled.py"
+    plugin.write_text(SCALED_PLUGIN)
+    recipe = imported_recipe(tmp_path, {"rna": (40, 0.5), "text": (80, 0.0)})
+    recipe.write_text(recipe.read_text().replace("rna: {encoder: identity}",
+                                                 f"rna: {{encoder: {{name: scaled, params: {{weights_dir: {weights}}}}}}}"))
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    run = ("run", str(recipe), "--out", str(out), "--cache", str(cache))
+    _run(tmp_path, *run)
+    n1, c1 = _norm_and_calls(tmp_path, out)
+    assert c1 == 1
+    _run(tmp_path, *run)
+    assert _norm_and_calls(tmp_path, out) == (n1, 1)  # reused
+    np.save(weights / "scale.npy", np.float32(2.0))  # new weights in the same folder
+    _run(tmp_path, *run)
+    n2, c2 = _norm_and_calls(tmp_path, out)
+    assert c2 == 2 and n2 == pytest.approx(2 * n1, rel=1e-3)
+    plugin.write_text(SCALED_PLUGIN.replace("CODE_FACTOR = 1.0", "CODE_FACTOR = 3.0"))  # same version, new code
+    _run(tmp_path, *run)
+    n3, c3 = _norm_and_calls(tmp_path, out)
+    assert c3 == 3 and n3 == pytest.approx(6 * n1, rel=1e-3)
+    _run(tmp_path, *run, "--refresh", "encode")  # forced
+    assert _norm_and_calls(tmp_path, out) == (n3, 4)
+    _run(tmp_path, *run)
+    assert _norm_and_calls(tmp_path, out) == (n3, 4)  # and reused again afterwards
+    # cache ls --json: every store with its provenance; the ones made by old weights/code are stale
+    listing = json.loads(_run(tmp_path, "cache", "ls", str(cache), "--json").stdout)
+    stores = [e for e in listing["entries"] if e["kind"] == "store" and e["provenance"]["modality"] == "rna"]
+    assert len(stores) == 3 and all(e["size_bytes"] > 0 for e in stores)
+    enc = [e["provenance"]["encoder"] for e in stores]
+    assert all(x["name"] == "scaled" and x["code"] and list(x["weights"]) == [str(weights.resolve())] for x in enc)
+    status = sorted(e["status"].split(":")[0] for e in stores)
+    assert status == ["ok", "stale", "stale"], [e["status"] for e in stores]
+    assert any(e["kind"] == "units" or e["kind"] == "work" for e in listing["entries"])
+    # prune removes the stale stores and finished work; the current store stays and is reused
+    pruned = json.loads(_run(tmp_path, "cache", "prune", str(cache), "--json").stdout)
+    assert sum(e["kind"] == "store" for e in pruned["removed"]) == 2
+    _run(tmp_path, *run)
+    assert _norm_and_calls(tmp_path, out) == (n3, 4)
+
+
+COUNTING_TASK = '''
+"""Counts its repeats' runs in a file."""
+
+import os
+
+from fusionkit import Task, Unit, hookimpl
+
+VERSION_OF_THE_CODE = 1
+
+
+def counted_repeat(ctx, rep, log):
+    with open(log, "a") as fh:
+        fh.write(f"{rep}\\n")
+    return {"repeat": rep}
+
+
+class CountingTask(Task):
+    """Three counted repeats."""
+
+    def __init__(self, log: str = ""):
+        self.log = log
+
+    def run(self, ctx):
+        units = [Unit(ctx.unit_key("counting", rep), counted_repeat, (ctx, rep, self.log)) for rep in range(3)]
+        return {"summary": {"repeats": len(ctx.run_units(ctx.task_name, units))}}
+
+
+@hookimpl
+def register_tasks(register):
+    register("counting", CountingTask)
+'''
+
+
+def test_refresh_tasks_and_changed_task_code_recompute_repeats(tmp_path):
+    from click.testing import CliRunner
+    from helpers import imported_recipe
+
+    from fusionkit import engine, plugins
+    from fusionkit.cli import cli
+    from fusionkit.recipe import load_recipe
+
+    (tmp_path / "plug").mkdir()
+    task_file = tmp_path / "plug" / "counting.py"
+    task_file.write_text(COUNTING_TASK)
+    log = tmp_path / "runs.log"
+    recipe = imported_recipe(tmp_path, extra=f"tasks:\n  count: {{name: counting, params: {{log: {log}}}}}\n")
+
+    def run(**kw):
+        system = plugins.load(env={}, plugins_dir=tmp_path / "plug")
+        engine.run(load_recipe(recipe, system), system, out_dir=tmp_path / "out", progress=False, **kw)
+        return len(log.read_text().split())
+
+    assert run() == 3
+    assert run() == 3  # reused
+    assert run(refresh=["count"]) == 6  # that task's repeats, recomputed
+    assert run(refresh=["encode"]) == 6  # another stage: repeats reused
+    assert run(refresh=["tasks"]) == 9
+    task_file.write_text(COUNTING_TASK.replace("VERSION_OF_THE_CODE = 1", "VERSION_OF_THE_CODE = 2"))
+    assert run() == 12  # edited task code: new unit keys
+    bad = CliRunner().invoke(cli, ["--plugins-dir", str(tmp_path / "plug"), "run", str(recipe), "--out",
+                                   str(tmp_path / "o2"), "--refresh", "encod"])
+    assert bad.exit_code == 2 and "did you mean 'encode'?" in bad.output

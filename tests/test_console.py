@@ -31,7 +31,7 @@ def test_plain_console_prints_a_line_per_stage():
     assert con.mode == "plain"
     con.plan(2)
     con.begin("encode text")
-    bar = con.bar("encode text", total=4)
+    bar = con.bar(desc="encode text", total=4)
     for _ in range(4):
         bar.update(1)
     bar.close()
@@ -57,7 +57,7 @@ def test_terminal_console_keeps_one_live_line_with_units_elapsed_and_eta(monkeyp
     assert con.mode == "tty"
     con.plan(9)
     con.begin("task classifier")
-    bar = con.bar("classifier", total=10)
+    bar = con.bar(desc="classifier", total=10)
     clock[0] += 40
     for _ in range(4):
         bar.update(1)
@@ -122,3 +122,71 @@ def test_durations(seconds, text):
     from fusionkit.progress import fmt_duration
 
     assert fmt_duration(seconds) == text
+
+
+NOISY_PLUGIN = '''
+"""A task whose repeats warn (in forked workers) and whose driver warns."""
+
+import warnings
+
+import numpy as np
+
+from fusionkit import Task, Unit, hookimpl
+
+
+def noisy_repeat(ctx, rep):
+    for _ in range(3):
+        warnings.warn("lbfgs failed to converge; increase max_iter", RuntimeWarning)
+    agg = ctx.sample("simple", seed_keys=("noisy", rep))
+    return {"repeat": rep, "mean": float(np.asarray(agg.X).mean())}
+
+
+class NoisyTask(Task):
+    """Warns a lot."""
+
+    def __init__(self, n_repeats: int = 4):
+        self.n_repeats = n_repeats
+
+    def run(self, ctx):
+        warnings.warn("driver-side oddity", UserWarning)
+        units = [Unit(ctx.unit_key("noisy", rep), noisy_repeat, (ctx, rep), label=f"repeat {rep}")
+                 for rep in range(self.n_repeats)]
+        rows = list(ctx.run_units("noisy", units).values())
+        return {"summary": {"repeats": len(rows)}}
+
+
+@hookimpl
+def register_tasks(register):
+    register("noisy", NoisyTask)
+'''
+
+
+def test_a_run_prints_no_python_warning_and_logs_them_with_counts(tmp_path):
+    """The acceptance test: a small recipe in a subprocess; stderr has no 'Warning'; run.log counts them."""
+    import os
+    import subprocess
+    import sys
+
+    from helpers import imported_recipe
+
+    (tmp_path / "plug").mkdir()
+    (tmp_path / "plug" / "noisy.py").write_text(NOISY_PLUGIN)
+    extra = "tasks:\n  noisy: {name: noisy, params: {n_repeats: 4}}\nexecutor: {name: local, params: {workers: 2}}\n"
+    recipe = imported_recipe(tmp_path, extra=extra)
+    out = tmp_path / "out"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONWARNINGS="default")
+    cmd = [sys.executable, "-m", "fusionkit", "--plugins-dir", str(tmp_path / "plug"), "run", str(recipe),
+           "--out", str(out)]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "Warning" not in res.stderr, res.stderr
+    # piped: plain lines, one when a stage starts and one when it ends
+    assert re.search(r"^\[1/\d+\] read \.\.\.$", res.stderr, flags=re.M), res.stderr
+    assert re.search(r"^\[\d+/\d+\] task noisy: done in \d+s, 4 units$", res.stderr, flags=re.M), res.stderr
+    # run.log holds every warning, from the driver and from both worker processes, with its stage
+    log = (out / "run.log").read_text()
+    assert log.count("WARNING RuntimeWarning [task noisy]") == 12
+    assert log.count("WARNING UserWarning [task noisy]") == 1
+    # and the summary counts them once, on stdout
+    assert "task noisy: 12 x RuntimeWarning: lbfgs failed to converge; increase max_iter" in res.stdout
+    assert f"see {out / 'run.log'}" in res.stdout

@@ -15,7 +15,7 @@ imports a heavy library; Pillow (for thumbnails) is imported when used.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from ..store import atomic_write_text
 from .claims import VERDICTS, Claim, comparison_rows, comparison_table, evaluate_claims, paper_rows
@@ -24,13 +24,16 @@ from .page import render_view
 from .study import RunView, load_run, view_from_context
 from .text import claims_summary, results_json, results_markdown
 
+if TYPE_CHECKING:  # type checkers only
+    from ..context import RunContext
 
-def render_report(ctx: Any, metrics: Mapping[str, Any], summary: Mapping[str, Any]) -> str:
+
+def render_report(ctx: "RunContext", metrics: Mapping[str, Any], summary: Mapping[str, Any]) -> str:
     """The report page of a run in progress (``ctx``: the engine's run context)."""
     return render_view(view_from_context(ctx, metrics, summary))
 
 
-def write_report(ctx: Any, metrics: Mapping[str, Any], summary: Mapping[str, Any]) -> Path:
+def write_report(ctx: "RunContext", metrics: Mapping[str, Any], summary: Mapping[str, Any]) -> Path:
     """Render and write ``report.html`` atomically under ``ctx.out_dir``; returns its path."""
     path = Path(ctx.out_dir) / "report.html"
     atomic_write_text(path, render_report(ctx, metrics, summary))

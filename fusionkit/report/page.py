@@ -135,7 +135,7 @@ def _health_panel(view: RunView) -> str:
 def availability_rows(view: RunView) -> tuple[list[dict[str, Any]], list[str], str]:
     """Patients per class per modality (rows, columns, label name); the same in ``results``."""
     mods = view.summary.get("modalities") or {}
-    label, by = None, {}
+    label, by = view.summary.get("primary_label"), {}
     for name, e in mods.items():
         for key, table in (e or {}).items():
             if key.startswith("patients_by_") and isinstance(table, Mapping):

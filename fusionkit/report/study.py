@@ -8,11 +8,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from ..errors import FusionkitError
 from .claims import Claim, evaluate_claims, pretty, verdict_counts
 from .fmt import as_float, num, plain
+
+if TYPE_CHECKING:  # type checkers only
+    from ..context import RunContext
 
 
 @dataclass
@@ -75,7 +78,7 @@ def load_run(run_dir: str | Path) -> RunView:
     return RunView(out, name, metrics, summary, recipe, record, text)
 
 
-def view_from_context(ctx: Any, metrics: Mapping[str, Any], summary: Mapping[str, Any]) -> RunView:
+def view_from_context(ctx: "RunContext", metrics: Mapping[str, Any], summary: Mapping[str, Any]) -> RunView:
     """A :class:`RunView` of a run in progress (the engine's context)."""
     out = Path(getattr(ctx, "out_dir", "."))
     recipe_obj = getattr(ctx, "recipe", None)
