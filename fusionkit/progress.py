@@ -260,11 +260,24 @@ def _terminal_width(stream: Any) -> int:
         return 100
 
 
+class _Discard:
+    """A stream that writes nowhere."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
 class _Null(Console):
     """The console outside a CLI run: no output at all."""
 
     def __init__(self) -> None:
-        super().__init__(stream=open(os.devnull, "w"), mode="off")  # noqa: SIM115
+        super().__init__(stream=_Discard(), mode="off")  # type: ignore[arg-type]
 
 
 _CURRENT: Console | None = None
