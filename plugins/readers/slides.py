@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from fusionkit import DataError, ModalityData, RawDataset, Reader, hookimpl
+from fusionkit import DataError, ModalityData, RawDataset, Reader, hookimpl, safe_component
 
 from fusionkit_plugins.readers.common import (fingerprint, find_barcodes, labels_from_items, load_cancer_map,
                                               resolve_paths, rng_for)
@@ -420,7 +420,7 @@ class WsiReader(Reader):
         from PIL import Image
 
         os.makedirs(str(self.output_dir), exist_ok=True)
-        path = os.path.join(str(self.output_dir), item_id + ".png")
+        path = os.path.join(str(self.output_dir), safe_component(item_id) + ".png")  # ids never become paths
         Image.fromarray(tile.read()).save(path)
         return path
 
