@@ -254,10 +254,12 @@ class Console:
 
 
 def _terminal_width(stream: Any) -> int:
+    """Columns of the terminal (``$COLUMNS``, else the stream's, else 100: a pseudo-terminal may say 0)."""
     try:
-        return os.get_terminal_size(stream.fileno()).columns
+        cols = int(os.environ.get("COLUMNS") or os.get_terminal_size(stream.fileno()).columns)
     except (OSError, AttributeError, ValueError):
-        return 100
+        cols = 0
+    return cols if cols >= 20 else 100
 
 
 class _Discard:
