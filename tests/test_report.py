@@ -118,12 +118,19 @@ def test_health_panel_with_and_without_a_health_entry(tmp_path):
     assert "Nearly centred: mutation" in _text(panel)  # norm of mean 0.4 vs mean norm 11
     for cell in ("rna", "600", "100%", "10.00", "6.00", "image", "420", "70%"):
         assert f">{cell}<" in panel
-    health = {"rna": {"status": "ok"}, "mutation": {"status": "warn", "flags": ["collapsed: 3 distinct vectors"],
-                                                    "distinct_fraction": 0.01}, "text": True}
-    page = write_report_for(make_run(tmp_path / "b", health=health)).read_text()
+    # the health entry as fusionkit.health writes it: status, flags, probes per label
+    health = {"rna": {"status": "ok", "flags": [], "spread": 0.4,
+                      "probes": {"subtype": {"macro_f1": 0.31}, "cancer_type": {"macro_f1": 0.8712}}},
+              "mutation": {"status": "collapsed", "flags": ["collapsed: spread 0.001 < 0.05"], "spread": 0.001},
+              "text": True}
+    run = make_run(tmp_path / "b", health=health)
+    summary = json.loads((run / "data_summary.json").read_text())
+    (run / "data_summary.json").write_text(json.dumps({**summary, "primary_label": "cancer_type"}))
+    page = write_report_for(run).read_text()
     panel = page[page.index("id='health'"):page.index("</aside>")]
-    assert "<th>health</th>" in panel and ">warn<" in panel and ">ok<" in panel
-    assert "collapsed: 3 distinct vectors" in _text(panel)
+    assert "<th>health</th>" in panel and ">collapsed<" in panel and ">ok<" in panel
+    assert "<th>probe F1</th>" in panel and ">0.87<" in panel  # the primary label's probe
+    assert "collapsed: spread 0.001 < 0.05" in _text(panel)
 
 
 def _claims(rows, **result):

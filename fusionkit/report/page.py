@@ -99,7 +99,8 @@ def _claims_panel(view: RunView) -> str:
 
 
 HEALTH_DIGITS = 2
-HEALTH_HEADERS = {"availability": "avail.", "mean_norm": "mean norm", "norm_of_mean": "norm of mean"}
+HEALTH_HEADERS = {"availability": "avail.", "mean_norm": "mean norm", "norm_of_mean": "norm of mean",
+                  "probe_f1": "probe F1"}
 
 
 def health_rows(view: RunView) -> tuple[list[dict[str, Any]], list[str]]:
@@ -107,8 +108,11 @@ def health_rows(view: RunView) -> tuple[list[dict[str, Any]], list[str]]:
     mods = modality_rows(view)
     rows = [{"modality": m["modality"], "patients": m["patients"], "availability": f"{num(100 * m['availability'], 0)}%",
              "mean_norm": m["mean_norm"], "norm_of_mean": m["norm_of_mean"],
-             **({"health": m["health"]} if "health" in m else {})} for m in mods]
+             **({"health": m["health"]} if "health" in m else {}),
+             **({"probe_f1": m["probe_f1"]} if m.get("probe_f1") is not None else {})} for m in mods]
     cols = ["modality", "patients", "availability", "mean_norm", "norm_of_mean"]
+    if any(m.get("probe_f1") is not None for m in mods):
+        cols.append("probe_f1")
     if any("health" in m for m in mods):
         cols.append("health")
     return rows, cols
@@ -124,7 +128,9 @@ def _health_panel(view: RunView) -> str:
     low = [m["modality"] for m in mods if m.get("offset_ratio") is not None and m["offset_ratio"] < 0.1]
     hint = ("<p class='note'>A small norm of the mean relative to the mean norm (centred embeddings) makes a "
             "modality hard to recognise inside a sum; availability that differs between classes can leak the "
-            "label (SPEC 2.5).</p>")
+            "label (SPEC 2.5)."
+            + (" Probe F1: macro-F1 of a linear probe of the label from the patient-averaged embeddings."
+               if "probe_f1" in cols else "") + "</p>")
     if low:
         hint += f"<p class='note'>Nearly centred: {esc(', '.join(low))}.</p>"
     return (f"<aside class='panel health' id='health'><h2>Embedding health</h2>"

@@ -148,7 +148,8 @@ def modality_rows(view: RunView) -> list[dict[str, Any]]:
                      "availability": patients / total, "dim": e.get("dim"), "mean_norm": mean_norm,
                      "norm_of_mean": offset,
                      "offset_ratio": (offset / mean_norm) if mean_norm and offset is not None else None,
-                     **_health_fields(health.get(name) if isinstance(health, Mapping) else None)})
+                     **_health_fields(health.get(name) if isinstance(health, Mapping) else None,
+                                      view.summary.get("primary_label"))})
     return rows
 
 
@@ -156,12 +157,16 @@ _STATUS_KEYS = ("status", "verdict", "state", "ok", "healthy")
 _FLAG_KEYS = ("flags", "warnings", "issues", "problems", "notes", "message")
 
 
-def _health_fields(entry: Any) -> dict[str, Any]:
-    """A ``data_summary.json`` ``health`` entry of one modality as a status and a short note."""
+def _health_fields(entry: Any, label: str | None = None) -> dict[str, Any]:
+    """A ``data_summary.json`` ``health`` entry of one modality (:mod:`fusionkit.health`) as a
+    status, a short note and the linear probe's macro-F1 for ``label`` (else the first probe)."""
     if entry is None:
         return {}
     if not isinstance(entry, Mapping):
         return {"health": plain(entry)}
+    probes = entry.get("probes") if isinstance(entry.get("probes"), Mapping) else {}
+    probe = probes.get(label) if label in probes else next(iter(probes.values()), None)
+    probe_f1 = as_float(probe.get("macro_f1")) if isinstance(probe, Mapping) else None
     status = next((entry[k] for k in _STATUS_KEYS if k in entry), None)
     if isinstance(status, bool):
         status = "ok" if status else "check"
@@ -169,7 +174,7 @@ def _health_fields(entry: Any) -> dict[str, Any]:
     note = "; ".join(plain(f) for f in flags)
     details = {k: v for k, v in entry.items() if k not in _STATUS_KEYS + _FLAG_KEYS}
     return {"health": str(status) if status is not None else ("check" if note else "ok"),
-            "health_note": note, "health_details": details}
+            "health_note": note, "health_details": details, "probe_f1": probe_f1}
 
 
 def cohort_text(view: RunView) -> str:

@@ -24,6 +24,7 @@ KEY_FIGURES = {
                    "mcc_grid_cancer_type"),
     "gmm": ("ari_grid", "pca_k"),
     "similarity": ("distributions",),
+    "survival": ("km_multimodal", "cindex_by_cancer", "cindex_grid"),
 }
 
 
@@ -79,6 +80,33 @@ def _similarity(s: Mapping[str, Any]) -> list[tuple[str, list[dict[str, Any]], l
     return [("Intra- vs inter-cancer pair similarity", rows, cols)] if rows else []
 
 
+_SURVIVAL_COLS = {"c_stratified": "within-cancer c", "c_harrell": "Harrell c (pan-cancer)", "c_uno": "Uno c",
+                  "auc_3y": "AUC 3 y", "ibs": "IBS"}
+
+
+def _survival(s: Mapping[str, Any]) -> list[tuple[str, list[dict[str, Any]], list[str]]]:
+    """c-index per feature set and model, per cancer, and the paired differences against age + stage."""
+    if not s.get("table"):
+        return []
+    head = (f"{s.get('endpoint')} at k={s.get('k')} r={s.get('repeats')}: mean [95% CI] over {s.get('n_repeats')} "
+            f"repeats; within-cancer c = pairs of one cancer only (stratified by {s.get('stratify_by')})")
+    rows = [{"features": r.get("features"), "model": r.get("model"),
+             **{label: r.get(key) for key, label in _SURVIVAL_COLS.items()}} for r in s["table"]]
+    out = [(head, rows, ["features", "model", *_SURVIVAL_COLS.values()])]
+    per = s.get("per_cancer") or {}
+    cols = [c for c in ("multimodal / coxnet", "clinical+multimodal / coxnet", "clinical / coxnet",
+                        "multimodal / deep", "cancer / baseline") if any(c in e for e in per.values())]
+    if per:
+        out.append(("c-index within each cancer (test patients of that cancer)",
+                    [{"cancer": c, **e} for c, e in per.items()], ["cancer", "patients", "events", *cols]))
+    paired = [{"comparison": p.get("comparison"), "model": p.get("model"), "difference": p, "verdict": p.get("verdict")}
+              for p in s.get("paired") or [] if p.get("scope") == "all"]
+    if paired:
+        out.append((f"Paired differences, same test patients: {s.get('statement', '')}", paired,
+                    ["comparison", "model", "difference", "verdict"]))
+    return out
+
+
 def _generic(s: Mapping[str, Any], keys: Sequence[str] | None = None) -> list[tuple[str, list[dict[str, Any]],
                                                                                    list[str]]]:
     """Stat leaves (mean/CI) and numbers of a summary: top-level ones in one row, nested ones per path."""
@@ -111,7 +139,10 @@ def _leaf_rows(d: Mapping[str, Any], path: str, depth: int = 0) -> list[dict[str
     return rows
 
 
-HEADLINES = {"recognizer": _recognizer, "classifier": _classifier, "gmm": _gmm, "similarity": _similarity}
+HEADLINES = {"recognizer": _recognizer, "classifier": _classifier, "gmm": _gmm, "similarity": _similarity,
+             "survival": _survival}
+#: task kinds whose headline tables `fusionkit results` prints as their own Markdown section
+MARKDOWN_SECTIONS = ("survival",)
 
 
 def headline_tables(kind: str, result: Mapping[str, Any]) -> list[tuple[str, list[dict[str, Any]], list[str]]]:

@@ -11,6 +11,7 @@ from .claims import COMPARISON_COLUMNS, comparison_table
 from .fmt import plain
 from .page import HEALTH_DIGITS, HEALTH_HEADERS, availability_rows, health_rows
 from .study import RunView, study_sentences
+from .tasks import MARKDOWN_SECTIONS, headline_tables
 
 
 def _cell(x: Any, digits: int = 3) -> str:
@@ -48,6 +49,11 @@ def results_markdown(view: RunView) -> str:
         lines += ["", "## Every comparison with the paper", ""]
         lines += [f"- {t}: {n}" for t, n in shared.items()] + ([""] if shared else [])
         lines += md_table(crow, COMPARISON_COLUMNS)
+    for tname, result in view.metrics.items():  # tasks with a section of their own (e.g. survival)
+        if isinstance(result, Mapping) and result.get("task") in MARKDOWN_SECTIONS:
+            lines += ["", f"## {str(result['task']).capitalize()} ({tname})", ""]
+            for caption, rows, cols in headline_tables(str(result["task"]), result):
+                lines += [caption, ""] + md_table(rows, cols) + [""]
     return "\n".join(lines) + "\n"
 
 
