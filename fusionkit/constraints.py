@@ -78,10 +78,10 @@ class OneOf(Constraint):
     def problem(self, value: Any) -> str | None:
         if value in self.choices:
             return None
-        from .registry import suggest
+        import difflib
 
-        hint = suggest(str(value), [str(c) for c in self.choices])
-        return f"must be {self.describe()}, got {value!r}" + (f" ({hint})" if hint else "")
+        close = difflib.get_close_matches(str(value), [str(c) for c in self.choices], n=1)
+        return f"must be {self.describe()}, got {value!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
 
 
 class Check(Constraint):

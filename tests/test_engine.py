@@ -146,6 +146,7 @@ def test_results_command_prints_markdown(tmp_path):
     (tmp_path / "data_summary.json").write_text(json.dumps({"modalities": {"rna": {
         "items": 10, "patients": 10, "mean_norm": 2.0, "norm_of_mean": 1.5,
         "patients_by_cancer_type": {"BRCA": 6, "LUAD": 4}}}}))
+    (tmp_path / "run.json").write_text(json.dumps({"status": "ok"}))  # results reads finished runs only
     res = CliRunner().invoke(cli, ["results", str(tmp_path)])
     assert res.exit_code == 0, res.output
     assert "| rna | 10 | 100% | 2.00 | 1.50 |" in res.output  # embedding health; availability per class below

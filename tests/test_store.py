@@ -81,7 +81,7 @@ def test_atomic_json_never_leaves_partial_file(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(store_mod.os, "replace", fail)
-    with pytest.raises(OSError):
+    with pytest.raises(store_mod.StoreError, match="m.json: cannot write file: disk full"):
         store_mod.atomic_write_json(target, {"a": 2})
     assert target.read_text().strip().startswith("{") and '"a": 1' in target.read_text()
     assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
