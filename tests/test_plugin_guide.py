@@ -113,6 +113,13 @@ def test_plain_bash_commands_exist():
         assert res.exit_code == 0, (name, res.output)
 
 
+def test_one_import_table_lists_the_whole_plugin_api():
+    text = GUIDE.read_text()
+    table = text[text.index("## One import"):text.index("Each hook receives")]
+    missing = [name for name in fusionkit.__all__ if f"`{name}`" not in table]
+    assert not missing, f"docs/PLUGINS.md 'One import' does not list {missing}"
+
+
 def test_plugin_snippets_use_only_the_public_api():
     plugin_blocks = [b for b in snippets() if str(b["attrs"].get("file", "")).startswith("plugins/")]
     assert len(plugin_blocks) == 4
@@ -214,6 +221,13 @@ def test_validate_checks_the_task_cross_reference_and_imports_no_torch(guide_fol
     assert "tasks.centroid.params.sampling" in res.stderr + res.stdout
     assert "no sampling entry named 'nope'" in res.stderr + res.stdout
     assert "Traceback" not in res.stderr
+    res = subprocess.run(["fusionkit", "validate", "recipe.yaml", "--plugins-dir", "plugins",
+                          "--set", "tasks.centroid.params.test_fraction=1.5",
+                          "--set", "modalities.rna.encoder.params.dim=0"],
+                         cwd=folder, env=clean_env(), capture_output=True, text=True, timeout=120)
+    out = res.stderr + res.stdout
+    assert res.returncode == 1 and "Traceback" not in out
+    assert "tasks.centroid.params.test_fraction" in out and "modalities.rna.encoder.params.dim" in out, out
 
 
 def test_guide_package_installs_through_the_entry_point_group(guide_folder, tmp_path):
@@ -234,8 +248,9 @@ def test_guide_package_installs_through_the_entry_point_group(guide_folder, tmp_
         assert plugins[name]["version"] == "0.1.0"
     encoders = {e["name"]: e for e in json.loads(fk("list", "encoders", "--json").stdout)}
     assert encoders["my-pca"]["provider"] == "guide-plugins" and encoders["my-token-table"]["modality"] == "text"
-    blocked = {p["name"]: p for p in json.loads(fk("plugins", "--json", FUSIONKIT_PLUGINS_BLOCK="guide-plugins").stdout)}
-    assert {blocked[n]["status"] for n in ("my_csv_matrix", "my_pca", "my_token_table", "my_centroid")} == {"disabled"}
+    blocked = fk("plugins", "--json", FUSIONKIT_PLUGINS_BLOCK="guide-plugins")
+    blocked = {p["name"]: p["status"] for p in json.loads(blocked.stdout)}
+    assert {blocked[n] for n in ("my_csv_matrix", "my_pca", "my_token_table", "my_centroid")} == {"disabled"}
     res = fk("list", "encoders", "--json", FUSIONKIT_PLUGINS_BLOCK="guide-plugins")
     assert "my-pca" not in {e["name"] for e in json.loads(res.stdout)}
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fusionkit import ComponentError, DataError, Encoder, hookimpl
+from fusionkit import ComponentError, DataError, Encoder, Range, hookimpl
 
 _STATE = ("mean_", "std_", "projection_")
 
@@ -29,6 +29,8 @@ class ZscoreProjectionEncoder(Encoder):
     trainable = True
     card = {"licence": "MIT", "gated": False, "weights_source": "fitted on your data", "params": None,
             "tags": ["trainable", "baseline"]}
+
+    constraints = {"dim": Range(1, integer=True), "clip": Range(0, lo_open=True)}
 
     def __init__(self, dim: int = 768, clip: float = 5.0):
         self.dim = dim

@@ -9,16 +9,14 @@ from pathlib import Path
 
 import numpy as np
 
-from fusionkit import DataError, ModalityData, RawDataset, Reader, hookimpl
-
-PATIENT_LEN = 12
+from fusionkit import DataError, ModalityData, RawDataset, Reader, hookimpl, normalise_ids, patient_labels
 
 
 class ItemTableReader(Reader):
     """Items of one modality from a CSV/TSV table (gz ok): numeric feature columns, or one text column.
 
     One row per item, several rows per patient allowed. ``id_column`` holds the
-    patient id (a TCGA barcode is cut to its 12-character patient part);
+    patient id (normalised: a TCGA sample barcode becomes its 12-character patient id);
     ``text_column``, when set, makes a text modality (one sentence per row),
     otherwise every numeric column but the labels is a feature;
     ``label_columns`` are per-item labels (default ``cancer_type`` when present)
@@ -70,15 +68,14 @@ class ItemTableReader(Reader):
             data = table[feature_names].to_numpy(dtype=np.float32)
             if not np.isfinite(data).all():
                 raise DataError("missing or infinite values", where=str(path), hint="impute or drop them first")
-        raw = table[self.id_column].astype(str)
-        pids = np.where(raw.str.startswith("TCGA-"), raw.str[:PATIENT_LEN], raw).astype(str)
+        pids, report = normalise_ids(table[self.id_column], source=f"{path} ({self.id_column})")
         values = {c: table[c].astype(str).to_numpy() for c in labels}
         items = ModalityData(modality=self.modality, kind=kind, patient_ids=pids,
                              item_ids=np.array([f"{p}:{self.modality}:{i}" for i, p in enumerate(pids)]),
                              data=data, feature_names=feature_names, labels=values,
-                             source=f"item-table:{path.name}")
-        patient_labels = {c: dict(zip(pids, v)) for c, v in values.items()}
-        return RawDataset(modalities={self.modality: items}, labels=patient_labels)
+                             source=f"item-table:{path.name}", extras={"id_report": report.as_dict()})
+        tables = {c: patient_labels(pids, v, label=c, source=str(path)) for c, v in values.items()}
+        return RawDataset(modalities={self.modality: items}, labels=tables)
 
 
 @hookimpl
