@@ -120,6 +120,19 @@ def test_one_import_table_lists_the_whole_plugin_api():
     assert not missing, f"docs/PLUGINS.md 'One import' does not list {missing}"
 
 
+def test_run_context_table_names_every_public_member():
+    import inspect
+
+    from fusionkit import RunContext
+
+    text = GUIDE.read_text()
+    table = text[text.index("What a task gets"):text.index("A unit's function")]
+    members = {n for n, _ in inspect.getmembers(RunContext) if not n.startswith("_")}
+    members |= set(re.findall(r"self\.([a-z]\w*)\s*[:=]", inspect.getsource(RunContext.__init__)))
+    missing = sorted(n for n in members if f"ctx.{n}" not in table)
+    assert not missing, f"docs/PLUGINS.md, the RunContext table does not name {missing}"
+
+
 def test_plugin_snippets_use_only_the_public_api():
     plugin_blocks = [b for b in snippets() if str(b["attrs"].get("file", "")).startswith("plugins/")]
     assert len(plugin_blocks) == 4
