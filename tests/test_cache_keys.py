@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -128,10 +129,7 @@ def register_encoders(register):
 '''
 
 
-def _run(tmp_path: Path, *args: str) -> "subprocess.CompletedProcess[str]":
-    import os
-    import subprocess
-
+def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, HF_HUB_OFFLINE="1", FK_CALLS=str(tmp_path / "calls.txt"))
     cmd = [sys.executable, "-m", "fusionkit", "--plugins-dir", str(tmp_path / "plug"), *args]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
