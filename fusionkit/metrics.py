@@ -317,7 +317,7 @@ _BOUNDS = {
     **{name: (0.0, 1.0) for name in (
         "accuracy", "balanced_accuracy", "f1", "macro_f1", "weighted_f1", "precision", "recall", "specificity",
         "macro_precision", "macro_recall", "nmi", "auc", "precision_at_k", "recall_at_k", "vote_accuracy",
-        "majority_vote_accuracy", "npv")},
+        "majority_vote_accuracy", "npv", "c_index", "c_harrell", "c_stratified", "c_uno", "ibs")},
 }
 
 

@@ -39,7 +39,8 @@ def test_shapes_kinds_and_speed(demo):
     assert per_patient.min() >= 4 and per_patient.max() <= 10
     tiles = np.unique(img.patient_ids, return_counts=True)[1]
     assert tiles.min() >= 2 and tiles.max() <= 4
-    assert set(ds.labels) == {"cancer_type", "subtype", "tmb", "tmb_class"}
+    assert set(ds.labels) == {"cancer_type", "subtype", "tmb", "tmb_class",  # + planted survival (issue 12)
+                              "OS", "OS_time", "age_at_diagnosis", "stage"}
     assert set(ds.labels["cancer_type"].values()) == set(CANCERS)
     assert all(v.split(".")[0] == ds.labels["cancer_type"][p] for p, v in ds.labels["subtype"].items())
     assert set(ds.labels["tmb_class"].values()) == {"high", "low", "none"}
