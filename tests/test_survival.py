@@ -467,7 +467,13 @@ def test_survival_task_through_the_engine(tmp_path):
     assert set(km["group"]) == {"low", "mid", "high"} and km["logrank_p"].between(0, 1).all()
     assert any(r["metric"].startswith("c-index within cancer, multimodal") for r in res["paper_comparison"])
     html = (out / "report.html").read_text()
-    assert "Task: survival" in html and "km multimodal coxnet" in html
+    assert "Task: survival" in html and "km multimodal coxnet" in html and "within-cancer c" in html
+    from fusionkit.report import load_run, results_markdown  # what `fusionkit results` prints
+
+    md = results_markdown(load_run(out))
+    section = md[md.index("## Survival (survival)"):]
+    assert "| multimodal | coxnet |" in section and "| clinical | deep |" in section and "| BRCA |" in section
+    assert "clinical+multimodal - clinical" in section and "age + stage" in section
 
 
 def test_survival_recipe_errors_name_the_parameter(tmp_path):

@@ -130,7 +130,7 @@ def paper_rows(setup: dict[str, Any], stat: dict[tuple, Any], paired: list[dict[
     model = setup["models"][0]
     for key, s in sorted(stat.items()):
         fs, m, scope, metric = key
-        if fs == "multimodal" and m == model and scope != "all" and metric == "c_harrell":
+        if fs == "multimodal" and m == model and scope != "all" and metric == "c_harrell" and s.get("n"):
             rows.append(_row(setup, f"c-index, multimodal ({model})", s, PUBLISHED, f"n={s['n']} repeats", scope))
     for r in paired:
         if r["scope"] == "all":
