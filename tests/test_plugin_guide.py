@@ -241,6 +241,13 @@ def test_validate_checks_the_task_cross_reference_and_imports_no_torch(guide_fol
     out = res.stderr + res.stdout
     assert res.returncode == 1 and "Traceback" not in out
     assert "tasks.centroid.params.test_fraction" in out and "modalities.rna.encoder.params.dim" in out, out
+    # the declared weights: validate says what is missing offline, and loads nothing
+    res = subprocess.run(["fusionkit", "validate", "recipe.yaml", "--plugins-dir", "plugins",
+                          "--set", "modalities.text.encoder.params.weights_file=models/absent.npy"],
+                         cwd=folder, env=clean_env(), capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "modalities.text.encoder (my-token-table): weights not available offline" in res.stderr
+    assert "absent.npy" in res.stderr and "fix: set weights_file" in res.stderr
 
 
 def test_guide_package_installs_through_the_entry_point_group(guide_folder, tmp_path):
