@@ -64,7 +64,8 @@ section{min-width:0}
 @media (max-width:980px){.top{grid-template-columns:1fr}}
 @media print{body{background:#fff;font-size:11pt}main{max-width:none;padding:0}nav{display:none}
  a{color:inherit;text-decoration:none}.top{grid-template-columns:1fr}.claims{grid-template-columns:1fr 1fr}
- section{break-before:page}figure,table,.claim{break-inside:avoid}.scroll{overflow:visible}}
+ section.task{break-before:page}figure,table,.claim{break-inside:avoid}.scroll{overflow:visible}
+ .figs{grid-template-columns:1fr 1fr}figure img{max-height:9cm;width:auto}}
 """
 
 PRINT_SCRIPT = ("<script>addEventListener('beforeprint',function(){"
@@ -210,7 +211,7 @@ def render_view(view: RunView) -> str:
         try:
             parts.append(task_section(view.out_dir, tname, view.metrics[tname], line))
         except Exception as err:  # noqa: BLE001 - one broken task section never loses the report
-            parts.append(f"<section id='{anchor('task', tname)}'><h2>Task: {esc(tname)}</h2><p class='note'>"
+            parts.append(f"<section class='task' id='{anchor('task', tname)}'><h2>Task: {esc(tname)}</h2><p class='note'>"
                          f"could not render: {esc(type(err).__name__)}: {esc(err)}</p></section>")
     if not view.tasks:
         parts.append("<p class='note'>This run has no task results.</p>")

@@ -232,7 +232,7 @@ def _flatten(d: Any, prefix: str = "", depth: int = 0) -> list[tuple[str, Any]]:
 def task_section(out_dir: Path, tname: str, result: Mapping[str, Any], claims_html: str = "") -> str:
     """One task's section; ``claims_html`` lists the claims this task decided."""
     kind = str(result.get("task", ""))
-    out = [f"<section id='{anchor('task', tname)}'><h2>Task: {esc(tname)} <small>{esc(kind)}</small></h2>",
+    out = [f"<section class='task' id='{anchor('task', tname)}'><h2>Task: {esc(tname)} <small>{esc(kind)}</small></h2>",
            claims_html]
     if not any(result.get(k) for k in ("figures", "summary", "tables")):
         out.append("<p class='note'>This task recorded no results.</p>")
