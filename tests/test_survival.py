@@ -482,14 +482,14 @@ def test_survival_recipe_errors_name_the_parameter(tmp_path):
     from fusionkit.recipe import load_recipe
 
     bad = RECIPE.format(n=1).replace("n_components: 8", "n_components: 8, models: [cox], features: [genes], "
-                                                         "test_fraction: 1.5, horizons: [-1]")
+                                                         "test_fraction: 1.5, horizons: [-1], stratify_by: stage")
     path = tmp_path / "r.yaml"
     path.write_text(bad)
     with pytest.raises(RecipeError) as err:
         load_recipe(path, plugins.load(env={}))
     text = str(err.value)
     for fragment in ("unknown survival model 'cox'", "unknown feature set 'genes'", "test_fraction",
-                     "n_repeats must be >= 2", "horizons must be positive"):
+                     "n_repeats must be >= 2", "horizons must be positive", "stratify_by must be null or"):
         assert fragment in text, fragment
 
 

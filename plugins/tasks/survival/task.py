@@ -58,8 +58,9 @@ class SurvivalTask(Task):
     """Survival from patient aggregates: Coxnet + deep Cox, against clinical and cancer-only baselines.
 
     Parameters: ``endpoint`` (label pair ``<EP>`` event / ``<EP>_time`` days: OS, DSS, PFI);
-    ``stratify_by`` (a label, e.g. ``cancer_type``: stratified Cox, per-stratum baseline hazards;
-    null: one baseline); ``models`` (``coxnet``, ``deep``); ``features`` (``multimodal``,
+    ``stratify_by`` (``cancer_type``, i.e. the ``cancer_label``: stratified Cox, per-cancer
+    baseline hazards; null: one baseline hazard); ``cancer_label`` (the label of per-cancer
+    results); ``models`` (``coxnet``, ``deep``); ``features`` (``multimodal``,
     ``clinical+multimodal``, ``clinical``, ``cancer``, ``single`` = each modality alone, or a
     modality name); ``covariates`` (patient labels of the clinical baseline); ``grid`` ({k, repeats});
     ``n_repeats`` patient-disjoint splits (>= 10 for the CIs); ``test_fraction``; ``val_fraction``
@@ -121,6 +122,11 @@ class SurvivalTask(Task):
         if int(params.get("n_repeats", 10)) < 2:
             issues.append(("params.n_repeats", "n_repeats must be >= 2 for a confidence interval",
                            "use >= 10 repeats for the CIs the report quotes"))
+        strat, cancer = params.get("stratify_by", "cancer_type"), params.get("cancer_label", "cancer_type")
+        if strat not in (None, cancer):
+            issues.append(("params.stratify_by", f"stratify_by must be null or the cancer label ({cancer!r}), "
+                           f"got {strat!r}", "strata are the cancers (per-cancer baseline hazards); "
+                           "set cancer_label to stratify by another patient label"))
         horizons = params.get("horizons") or [1, 3, 5]
         if not all(isinstance(h, (int, float)) and not isinstance(h, bool) and h > 0 for h in horizons):
             issues.append(("params.horizons", "horizons must be positive numbers of years", "e.g. [1, 3, 5]"))
