@@ -837,3 +837,15 @@ def test_two_recipes_share_a_cache_safely(tmp_path):
     code, out = _run(tmp_path, r, "--cache", str(cache))
     assert_clean(code, out, 0)
     assert np.array_equal(np.load(tmp_path / "out" / "aggregates" / "simple" / "X.npy"), X0)
+
+
+def test_column_hints_name_only_parameters_the_reader_has(tmp_path):
+    from fusionkit import DataError
+    from fusionkit_plugins.readers.common import load_cancer_map
+
+    table = tmp_path / "patients.csv"
+    table.write_text("who,cancer_type\nTCGA-AA-0001,BRCA\n")
+    with pytest.raises(DataError) as err:
+        load_cancer_map(str(table))
+    assert "patients.csv" in str(err.value) and "who" in str(err.value)
+    assert "_column" not in err.value.hint and "'patient_id'" in err.value.hint

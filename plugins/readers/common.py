@@ -125,9 +125,18 @@ def read_table(path: str, *, usecols: Any = None, dtype: Any = None, sep: str | 
 
 
 def pick_column(columns: Sequence[str], wanted: str | None, *, path: str, role: str = "id",
-                candidates: Sequence[str] = ID_CANDIDATES, required: bool = True) -> str | None:
-    """The column to use for ``role``: ``wanted`` if given (must exist), else the first candidate present."""
+                candidates: Sequence[str] = ID_CANDIDATES, required: bool = True,
+                param: str | None = None) -> str | None:
+    """The column to use for ``role``: ``wanted`` if given (must exist), else the first candidate present.
+
+    ``param`` is the reader parameter that chooses the column (default ``<role>_column``);
+    ``""`` when the reader has none, so the hint never names a parameter that does not exist.
+    """
     cols = [str(c) for c in columns]
+    param = f"{role}_column" if param is None else param
+    named = wanted if wanted and wanted != "auto" else candidates[0]
+    fix = (f"set the reader's {param} parameter" if param else
+           f"name a column {named!r} (the table has no {role} column this reader knows)")
     if wanted and wanted != "auto":
         if wanted in cols:
             return wanted
@@ -137,7 +146,7 @@ def pick_column(columns: Sequence[str], wanted: str | None, *, path: str, role: 
         if not required:
             return None
         raise DataError(f"{role} column {wanted!r} not found (columns: {_preview(cols)})", where=path,
-                        hint=f"set the reader's {role}_column parameter to one of the columns above")
+                        hint=f"{fix} to one of the columns above" if param else fix)
     lower = {c.lower(): c for c in cols}
     for cand in candidates:
         if cand.lower() in lower:
@@ -145,7 +154,7 @@ def pick_column(columns: Sequence[str], wanted: str | None, *, path: str, role: 
     if not required:
         return None
     raise DataError(f"no {role} column found (columns: {_preview(cols)}; looked for {', '.join(candidates[:6])}...)",
-                    where=path, hint=f"set the reader's {role}_column parameter")
+                    where=path, hint=fix)
 
 
 def _preview(cols: Sequence[str], n: int = 12) -> str:
@@ -159,8 +168,8 @@ def load_cancer_map(path: str | None) -> dict[str, str]:
     if not path:
         return {}
     df = read_table(path)
-    idc = pick_column(df.columns, "auto", path=path)
-    cc = pick_column(df.columns, "cancer_type", path=path, role="cancer",
+    idc = pick_column(df.columns, "auto", path=path, param="")
+    cc = pick_column(df.columns, "cancer_type", path=path, role="cancer", param="",
                      candidates=("cancer_type", "project", "cohort", "Tissue"))
     ids = barcodes12(df[idc])
     return dict(zip(ids, df[cc].astype(str)))

@@ -109,8 +109,8 @@ class MafReader(Reader):
                                 hint="a MAF needs a header with Hugo_Symbol, Variant_Classification and "
                                      "Tumor_Sample_Barcode") from exc
             idc = pick_column(cols, self.id_column, path=path)
-            gene_c = pick_column(cols, "Hugo_Symbol", path=path, role="gene")
-            vc = pick_column(cols, "Variant_Classification", path=path, role="variant class")
+            gene_c = pick_column(cols, "Hugo_Symbol", path=path, role="gene", param="")
+            vc = pick_column(cols, "Variant_Classification", path=path, role="variant class", param="")
             use = [idc, gene_c, vc] + [c for c in ("is_silent_slot", "cancer_type") if c in cols]
             df = _read_maf(path, usecols=use, low_memory=False)
             if df.empty:

@@ -147,10 +147,11 @@ class TcgaLabelsReader(Reader):
     def _subtypes(self, cancer: dict[str, str], notes: list[str]) -> dict[str, str]:
         path = resolve_paths(self._p(self.subtype_file), what="subtype table", param="subtype_file")[0]
         df = read_table(path)
-        idc = pick_column(df.columns, self.subtype_id_column, path=path,
+        idc = pick_column(df.columns, self.subtype_id_column, path=path, param="subtype_id_column",
                           candidates=("patient", "patient_id", "pan.samplesID", "sample", "Sample"))
         col = pick_column(df.columns, self.subtype_column, path=path, role="subtype")
-        tc = pick_column(df.columns, self.subtype_tissue_column, path=path, role="tissue", required=False) \
+        tc = pick_column(df.columns, self.subtype_tissue_column, path=path, role="tissue", required=False,
+                         param="subtype_tissue_column") \
             if self.subtype_tissue_column else None
         names: dict[str, dict[str, str]] = {}
         c2n = self._p(self.cancer2name)
