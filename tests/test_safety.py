@@ -221,3 +221,12 @@ def test_constraints_name_the_recipe_path():
     assert wheres == ["tasks.t.params.n", "tasks.t.params.p", "tasks.t.params.m", "tasks.t.params.k"]
     assert "l2" in issues[2].message
     assert check_constraints(_Comp, {"n": 5, "p": None, "m": "ip", "k": 3}, kind="task", name="x") == []
+
+
+def test_outputs_get_the_usual_file_mode(tmp_path):
+    from fusionkit.store import atomic_write_text
+
+    atomic_write_text(tmp_path / "x.txt", "hi")  # not mkstemp's private 0600
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "x.txt").stat().st_mode & 0o777 == 0o666 & ~mask
