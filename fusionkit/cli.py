@@ -41,8 +41,29 @@ def _system_from(ctx: click.Context, plugins_dir: str | None = None, strict: boo
 
 
 def _fail(err: FusionkitError) -> None:
+    ctx = click.get_current_context(silent=True)
+    obj = (ctx.find_root().obj if ctx is not None else None) or {}
+    if obj.get("verbose", 0) >= 2:  # -vv: the traceback too (of the cause, when there is one)
+        import traceback
+
+        click.echo("".join(traceback.format_exception(err)).rstrip(), err=True)
     click.echo(f"error: {err}", err=True)
     sys.exit(1)
+
+
+def _as_user_error(exc: BaseException) -> FusionkitError | None:
+    """The one message for an exception that escaped a command (None: a bug, re-raised with -vv)."""
+    if isinstance(exc, FusionkitError):
+        return exc
+    if isinstance(exc, MemoryError):
+        return FusionkitError("out of memory", hint="lower n, k or the workers, or run on a machine with more memory")
+    if isinstance(exc, OSError):
+        where = exc.filename if isinstance(exc.filename, str) else None
+        return FusionkitError(f"{exc.strerror or exc}", where=where,
+                              hint="check the path, its permissions and the free disk space")
+    if isinstance(exc, EOFError):
+        return FusionkitError(f"unexpected end of file ({exc})", hint="an input file is truncated; replace it")
+    return None
 
 
 class FusionkitGroup(click.Group):
@@ -59,6 +80,27 @@ class FusionkitGroup(click.Group):
         except FusionkitError:
             return
         system.add_commands(self)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Every error that escapes a command is one message and exit 1 (2 for usage, 130 for Ctrl-C);
+        a traceback only with -vv."""
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("error: interrupted", err=True)
+            sys.exit(130)
+        except Exception as exc:
+            err = _as_user_error(exc)
+            if err is None:
+                if (ctx.obj or {}).get("verbose", 0) >= 2:
+                    raise
+                err = FusionkitError(f"internal error: {type(exc).__name__}: {exc}",
+                                     hint="a bug in fusionkit or a plugin: run with -vv for the traceback and report it")
+            if err is not exc:
+                err.__cause__ = exc
+            _fail(err)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         self._add_plugin_commands(ctx)
@@ -93,7 +135,7 @@ def cli(ctx: click.Context, plugins_dir: str | None, strict: bool, verbose: int)
     fusionkit list encoders                      registered components
     fusionkit plugins                            installed plugins and their status
     """
-    ctx.obj = {"plugins_dir": plugins_dir, "strict": strict}
+    ctx.obj = {"plugins_dir": plugins_dir, "strict": strict, "verbose": verbose}
     _setup_logging(logging.WARNING - 10 * min(verbose, 2))
 
 
@@ -147,6 +189,7 @@ def run(ctx: click.Context, recipe: str, sets: tuple[str, ...], out_dir: str | N
     counted once at the end, followed by the paper's claims and their verdicts.
     """
     from .progress import quiet_libraries
+    from .runlock import RunLock
 
     quiet_libraries()  # before any library is imported: no weight-loading bars
     from . import engine
@@ -162,7 +205,8 @@ def run(ctx: click.Context, recipe: str, sets: tuple[str, ...], out_dir: str | N
         system, rec = _recipe(ctx, recipe, tuple(extra), plugins_dir, strict)
         _check_refresh(refresh, rec)
         out = out_dir or rec.output["dir"]
-        with _RunConsole(out, progress) as console:
+        # the run folder's lock first: a second run into it touches nothing (not even run.log)
+        with RunLock(out, recipe=recipe), _RunConsole(out, progress) as console:
             record = engine.run(rec, system, out_dir=out_dir, cache_dir=cache_dir, progress=progress,
                                 tasks=list(tasks) or None, refresh=list(refresh))
     except FusionkitError as err:
@@ -398,8 +442,10 @@ def results(run_dir: str, as_json: bool) -> None:
 def export(run_dir: str, fmt: str, out: str | None) -> None:
     """Export a run's embedding stores and aggregates for scverse (h5mu/h5ad) or as parquet."""
     from .export import export_run
+    from .runstate import require_complete
 
     try:
+        require_complete(run_dir, what="outputs")
         paths = export_run(run_dir, to=fmt, out=out)
     except FusionkitError as err:
         _fail(err)

@@ -17,6 +17,7 @@ import copy
 import hashlib
 import json
 import logging
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -30,6 +31,7 @@ from .executors import Executor, LocalExecutor, Unit, UnitCache, run_units
 from .pool import EmbeddingPool, aggregate
 from .recipe import Recipe, Spec
 from .registry import suggest
+from .safety import ensure_inside, safe_component
 from .store import atomic_write_bytes, atomic_write_json, atomic_write_text, stable_hash
 
 if TYPE_CHECKING:  # type checkers only
@@ -259,7 +261,11 @@ class RunContext:
 
     # ---------------------------------------------------------------- outputs
     def path(self, rel: str) -> Path:
-        p = self.out_dir / rel
+        """``out_dir / rel`` with its folder created; a path that would leave the run folder
+        (``..``, absolute, through a symlink) is refused naming the running task."""
+        where = f"tasks.{self.task_name}" if self.task_name else "output"
+        real = ensure_inside(self.out_dir, rel, where=where)
+        p = self.out_dir / real.relative_to(os.path.realpath(self.out_dir))
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
 
@@ -311,8 +317,8 @@ def _csv_value(v: Any) -> Any:
 
 
 def safe_name(name: str) -> str:
-    """A name made safe for one path component (letters, digits, ``-_.``; others become ``_``)."""
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(name))
+    """A name made safe for one path component (see :func:`fusionkit.safety.safe_component`)."""
+    return safe_component(name)
 
 
 def _rebuild_context(recipe: Recipe, system: "PluginSystem", out_dir: Path, cache_dir: Path,

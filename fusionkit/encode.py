@@ -25,10 +25,10 @@ from . import __version__
 from .cachekeys import component_key
 from .components import Adapter, Encoder, ModalityData
 from .context import RunContext, safe_name
-from .errors import DataError
+from .errors import DataError, StoreError
 from .executors import LocalExecutor, Unit
 from .recipe import ModalitySpec, Recipe, Spec
-from .store import EmbeddingStore, StoreWriter, atomic_save_npy, atomic_write_text, stable_hash, store_exists
+from .store import EmbeddingStore, StoreWriter, atomic_save_npy, atomic_write_text, stable_hash
 
 if TYPE_CHECKING:  # type checkers only
     from .plugins import PluginSystem
@@ -52,10 +52,15 @@ def encode_modality(name: str, data: ModalityData, recipe: Recipe, ctx: RunConte
     if ctx.refreshes("encode"):  # `run --refresh encode|all`: recompute, do not resume
         for folder in (store_dir, ctx.cache_dir / "work" / f"{safe_name(name)}-{key}"):
             shutil.rmtree(folder, ignore_errors=True)
-    if store_exists(store_dir):
-        log.info("%s: reusing cached embeddings %s", name, store_dir)
-        ctx.timings[f"encode:{name}"] = 0.0
-        return EmbeddingStore(store_dir)
+    if (store_dir / "meta.json").exists():
+        try:
+            store = EmbeddingStore(store_dir)
+            log.info("%s: reusing cached embeddings %s", name, store_dir)
+            ctx.timings[f"encode:{name}"] = 0.0
+            return store
+        except StoreError as err:  # a cache is data to check, never to trust blindly
+            log.warning("discarding a corrupt cached store (%s); it is rebuilt", err.message)
+            shutil.rmtree(store_dir, ignore_errors=True)
     t0 = time.perf_counter()
     work = ctx.cache_dir / "work" / f"{safe_name(name)}-{key}"
     work.mkdir(parents=True, exist_ok=True)
@@ -78,15 +83,26 @@ def _ready_encoder(name: str, data: ModalityData, spec: Spec, work: Path, ctx: R
                         hint="choose an encoder for this modality (`fusionkit list encoders`)")
     if encoder.trainable:
         state = work / "model"
-        if (state / "DONE").exists():
-            encoder.load(str(state))
-        else:
-            log.info("%s: fitting %s on %d items", name, spec.name, len(data))
-            encoder.fit(data, ctx)
-            state.mkdir(parents=True, exist_ok=True)
-            encoder.save(str(state))
-            atomic_write_text(state / "DONE", "ok\n")
+        if (state / "DONE").exists() and _loads(encoder, state):
+            return encoder
+        log.info("%s: fitting %s on %d items", name, spec.name, len(data))
+        encoder.fit(data, ctx)
+        state.mkdir(parents=True, exist_ok=True)
+        encoder.save(str(state))
+        atomic_write_text(state / "DONE", "ok\n")
     return encoder
+
+
+def _loads(encoder: Encoder, state: Path) -> bool:
+    """Load a fitted encoder's saved state; a corrupt state is discarded (the encoder is fitted again)."""
+    try:
+        encoder.load(str(state))
+        return True
+    except Exception as exc:  # any failure to read cached weights means: refit, never crash
+        log.warning("discarding the unreadable fitted state %s (%s: %s); fitting again", state,
+                    type(exc).__name__, exc)
+        shutil.rmtree(state, ignore_errors=True)
+        return False
 
 
 def _encode_shards(name: str, data: ModalityData, encoder: Encoder, spec: Spec, prefix: str, work: Path,
@@ -97,6 +113,11 @@ def _encode_shards(name: str, data: ModalityData, encoder: Encoder, spec: Spec, 
     starts = list(range(0, n, shard))
     state_dir = str(work / "model") if encoder.trainable else None
     job = ShardJob(encoder, spec.kind, spec.name, spec.params, state_dir, name, data, dim, gpu=encoder.gpu_wanted())
+    for start in starts:  # a shard left truncated or corrupt is discarded and encoded again
+        path = work / _shard_name(start)
+        if path.exists() and not _shard_ok(path, min(n, start + shard) - start, dim):
+            log.warning("discarding corrupt cached shard %s; it is encoded again", path)
+            path.unlink(missing_ok=True)
     units = [Unit(f"{prefix}-{start:010d}", job, (start, min(n, start + shard), str(work / _shard_name(start))),
                   {"ctx": ctx}, label=f"encode {name} [{start}:{min(n, start + shard)}]", gpu=job.gpu)
              for start in starts if not (work / _shard_name(start)).exists()]
@@ -259,6 +280,15 @@ class ShardJob:
                             hint="check the input for missing values (readers have explicit fill options)")
         atomic_save_npy(path, X.astype(np.float32, copy=False))
         return {"path": path, "rows": stop - start, "reused": False}
+
+
+def _shard_ok(path: Path, rows: int, dim: int) -> bool:
+    """Whether a cached shard file is a float32 array of the expected shape (read as data only)."""
+    try:
+        X = np.load(path, mmap_mode="r", allow_pickle=False)
+        return X.shape == (rows, dim) and X.dtype == np.float32
+    except (ValueError, OSError, EOFError):
+        return False
 
 
 def _load_shards(work: Path, starts: list[int], limit: int) -> np.ndarray:

@@ -20,16 +20,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import __version__
+from . import __version__, fingerprint
 from . import progress as _progress
 from .components import ModalityData, RawDataset
 from .context import RunContext, derive_seed, safe_name  # noqa: F401 (derive_seed re-exported)
 from .encode import encode_modality
 from .errors import DataError, FusionkitError
 from .executors import make_executor
+from .ids import cross_modality_report, merge_label_tables, normalise_id, normalise_ids
 from .pool import EmbeddingPool, save_aggregates
 from .recipe import Recipe, Spec
-from .store import atomic_write_json, atomic_write_text, file_fingerprint, stable_hash
+from .runstate import checkpoint, run_transaction
+from .store import atomic_write_json, atomic_write_text, stable_hash
 
 if TYPE_CHECKING:  # type checkers only
     from .plugins import PluginSystem
@@ -50,6 +52,8 @@ class Inputs:
     notes: list[str] = field(default_factory=list)
     #: per reader entry: its fingerprint and the fingerprints of its input files
     fingerprints: dict[str, Any] = field(default_factory=dict)
+    #: per modality: what id normalisation changed, duplicates, patients in no other modality
+    ids: dict[str, Any] = field(default_factory=dict)
 
 
 class _Readers:
@@ -70,12 +74,18 @@ class _Readers:
         files = {}
         for p in reader.fingerprint_inputs() or []:
             try:
-                files[str(p)] = file_fingerprint(p)
+                files[str(p)] = fingerprint.file_fingerprint(p)
             except FusionkitError as err:
                 raise DataError(f"input file missing: {p}", where=f"{spec.where}.params",
                                 hint="check the path (relative paths resolve against the recipe file)") from err
         t0 = time.perf_counter()
-        ds = reader.read(self.ctx)
+        try:
+            ds = reader.read(self.ctx)
+        except (FusionkitError, MemoryError, OSError):
+            raise
+        except Exception as exc:  # a reader's bug or an unreadable file it did not expect
+            raise DataError(f"reader {spec.name!r} failed: {type(exc).__name__}: {exc}", where=spec.where,
+                            hint="check the reader's input files; run with -vv for the traceback") from exc
         if not isinstance(ds, RawDataset):
             raise DataError(f"reader {spec.name!r} returned {type(ds).__name__}, expected RawDataset",
                             where=spec.where)
@@ -103,10 +113,13 @@ def read_inputs(recipe: Recipe, ctx: RunContext) -> Inputs:
                             where=f"modalities.{name}", hint="check the reader's paths and filters, "
                                                               "or disable the modality (enabled: false)")
         data.fingerprint = stable_hash([fp, mspec.input, data.fingerprint])
+        inputs.ids[name] = _normalise_modality_ids(data, f"{mspec.reader.where} ({mspec.reader.name})")
         inputs.modalities[name] = data
-        _merge_labels(inputs.labels, ds.labels)
+        _merge_labels(inputs.labels, ds.labels, f"{mspec.reader.where} ({mspec.reader.name})")
     for spec in recipe.labels:
-        _merge_labels(inputs.labels, readers.read(spec)[0].labels)
+        _merge_labels(inputs.labels, readers.read(spec)[0].labels, f"{spec.where} ({spec.name})")
+    for name, entry in cross_modality_report({m: d.patient_ids for m, d in inputs.modalities.items()}).items():
+        inputs.ids[name].update(unmatched=entry["unmatched"], unmatched_examples=entry["unmatched_examples"])
     # item labels (e.g. a class per item) also count as patient labels where missing
     for data in inputs.modalities.values():
         for lname, values in data.labels.items():
@@ -117,11 +130,19 @@ def read_inputs(recipe: Recipe, ctx: RunContext) -> Inputs:
     return inputs
 
 
-def _merge_labels(into: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]]) -> None:
-    for lname, table in new.items():
-        target = into.setdefault(lname, {})
-        for pid, value in table.items():
-            target.setdefault(str(pid), value)
+def _normalise_modality_ids(data: ModalityData, source: str) -> dict[str, Any]:
+    """fusionkit's one id normalisation applied to a modality's patient ids (idempotent for
+    readers that already applied it); the reader's own report is kept when it made one."""
+    ids, report = normalise_ids(data.patient_ids, source=source)
+    data.patient_ids = ids
+    own = data.extras.get("id_report")
+    return dict(own) if isinstance(own, dict) else report.as_dict()
+
+
+def _merge_labels(into: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]], source: str) -> None:
+    """Patient label tables of one reader merged in; a patient with two values is an error."""
+    merge_label_tables(into, {lname: {normalise_id(pid): v for pid, v in table.items()}
+                              for lname, table in new.items()}, source=source)
 
 
 def _all_floats(table: dict[str, Any]) -> bool:
@@ -145,6 +166,7 @@ def build_pool(recipe: Recipe, ctx: RunContext) -> tuple[EmbeddingPool, dict[str
         stores[name] = encode_modality(name, data, recipe, ctx)
     pool = EmbeddingPool.from_stores(stores, inputs.labels)
     info = {"notes": inputs.notes, "fingerprints": inputs.fingerprints, "continuous": sorted(inputs.continuous),
+            "ids": inputs.ids,
             "stores": {name: str(s.path) for name, s in stores.items()}}
     return pool, info
 
@@ -160,41 +182,64 @@ def run(recipe: Recipe, system: "PluginSystem", *, out_dir: str | os.PathLike[st
     a task's recipe name, ``all``). Stages are announced to :func:`fusionkit.progress.current`.
     """
     t_start = time.perf_counter()
-    out = Path(out_dir or recipe.output["dir"]).resolve()
+    out = _run_folder(out_dir or recipe.output["dir"])
     cache = Path(cache_dir or recipe.output.get("cache") or os.environ.get("FUSIONKIT_CACHE") or out / "cache")
-    out.mkdir(parents=True, exist_ok=True)
-    executor = make_executor(recipe.executor["name"], **recipe.executor.get("params", {}))
-    ctx = RunContext(recipe, system, out, cache.resolve(), progress=progress, executor=executor)
-    ctx.refresh = set(refresh or ())
-    n_tasks = len([t for t in recipe.tasks if tasks is None or t in tasks])
-    _progress.current().plan(1 + len(recipe.modalities) + bool(recipe.output.get("save_aggregates", True))
-                             + n_tasks + bool(recipe.tasks))
-    atomic_write_text(out / "resolved_recipe.yaml", recipe.to_yaml())
     record: dict[str, Any] = {
         "fusionkit": __version__, "recipe": str(recipe.path) if recipe.path else None, "name": recipe.name,
         "seed": recipe.seed, "started": _dt.datetime.now(_dt.timezone.utc).isoformat(),
-        "python": sys.version.split()[0], "platform": platform.platform(), "cache": str(ctx.cache_dir),
-        "plugins": plugin_versions(system), "status": "running",
+        "python": sys.version.split()[0], "platform": platform.platform(), "plugins": plugin_versions(system),
     }
-    atomic_write_json(out / "run.json", record)
-    ctx.pool, info = build_pool(recipe, ctx)
-    record["inputs"] = info["fingerprints"]
-    record["stores"] = info["stores"]
-    summary = data_summary(ctx.pool, recipe, info)
-    ctx.write_json("data_summary.json", summary)
-    ctx.write_json("labels.json", ctx.pool.labels)  # patient label tables: `fusionkit export` carries them
-    if recipe.output.get("save_aggregates", True):
-        _save_sampling(ctx, out)
-    metrics = _run_tasks(ctx, out / "metrics.json", tasks)
-    if recipe.tasks:
-        _progress.current().begin("report")
-        _write_report(ctx, metrics, summary)
-    _progress.current().end()
-    record.update({"status": "finished", "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(),
-                   "timings_s": {k: round(v, 3) for k, v in ctx.timings.items()},
-                   "wall_s": round(time.perf_counter() - t_start, 3)})
-    atomic_write_json(out / "run.json", record)
+    # one run at a time in this folder; run.json says "running" until it ends "ok" or "failed"
+    with run_transaction(out, record, recipe=record["recipe"]):
+        ctx = _context(recipe, system, out, cache, progress, record)
+        ctx.refresh = set(refresh or ())
+        n_tasks = len([t for t in recipe.tasks if tasks is None or t in tasks])
+        _progress.current().plan(1 + len(recipe.modalities) + bool(recipe.output.get("save_aggregates", True))
+                                 + n_tasks + bool(recipe.tasks))
+        atomic_write_text(out / "resolved_recipe.yaml", recipe.to_yaml())
+        ctx.pool, info = build_pool(recipe, ctx)
+        fingerprint.default().save()
+        record.update(inputs=info["fingerprints"], stores=info["stores"])
+        checkpoint(out, record)
+        summary = data_summary(ctx.pool, recipe, info)
+        ctx.write_json("data_summary.json", summary)
+        ctx.write_json("labels.json", ctx.pool.labels)  # patient label tables: `fusionkit export` carries them
+        if recipe.output.get("save_aggregates", True):
+            _save_sampling(ctx, out)
+        metrics = _run_tasks(ctx, out / "metrics.json", tasks)
+        if recipe.tasks:
+            _progress.current().begin("report")
+            _write_report(ctx, metrics, summary)
+        _progress.current().end()
+        record.update({"timings_s": {k: round(v, 3) for k, v in ctx.timings.items()},
+                       "wall_s": round(time.perf_counter() - t_start, 3)})
     return record
+
+
+def _run_folder(path: str | os.PathLike[str]) -> Path:
+    """The run's output folder, created; a path that cannot be a folder is one message."""
+    out = Path(path).resolve()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FusionkitError(f"cannot create the run folder: {exc.strerror or exc}", where=str(out),
+                             hint="choose another --out (or output.dir in the recipe)") from None
+    return out
+
+
+def _context(recipe: Recipe, system: "PluginSystem", out: Path, cache: Path, progress: bool | None,
+             record: dict[str, Any]) -> RunContext:
+    """The run context: executor (workers capped at the cores), cache folder, fingerprint cache."""
+    cache = cache.resolve()
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FusionkitError(f"cannot use the cache folder: {exc.strerror or exc}", where=str(cache),
+                             hint="choose another --cache (or output.cache in the recipe)") from None
+    fingerprint.configure(cache / "fingerprints.json")
+    executor = make_executor(recipe.executor["name"], **recipe.executor.get("params", {}))
+    record.update(cache=str(cache), workers=getattr(executor, "workers", None))
+    return RunContext(recipe, system, out, cache, progress=progress, executor=executor)
 
 
 def data_summary(pool: EmbeddingPool, recipe: Recipe, info: dict[str, Any]) -> dict[str, Any]:
@@ -205,6 +250,7 @@ def data_summary(pool: EmbeddingPool, recipe: Recipe, info: dict[str, Any]) -> d
     summary = pool.summary(recipe.primary_label)
     summary["primary_label"] = recipe.primary_label
     summary["notes"] = info["notes"]
+    summary["ids"] = info.get("ids", {})
     summary["labels"] = {name: _value_counts(table) for name, table in pool.labels.items()
                          if name not in continuous}
     ranges = {name: _value_range(pool.labels[name]) for name in sorted(continuous) if name in pool.labels}
@@ -226,7 +272,9 @@ def _save_sampling(ctx: RunContext, out: Path) -> None:
 def _run_tasks(ctx: RunContext, metrics_path: Path, only: list[str] | None) -> dict[str, Any]:
     """Run the recipe's tasks (or ``only`` these); metrics.json is rewritten after each one."""
     metrics: dict[str, Any] = {}
-    if metrics_path.exists():
+    if only is None:  # a whole run: no number of an earlier run may survive it
+        metrics_path.unlink(missing_ok=True)
+    elif metrics_path.exists():  # --task: the other tasks' numbers stay
         try:
             metrics = json.loads(metrics_path.read_text())
         except json.JSONDecodeError:
@@ -236,15 +284,28 @@ def _run_tasks(ctx: RunContext, metrics_path: Path, only: list[str] | None) -> d
             continue
         t0 = time.perf_counter()
         _progress.current().begin(f"task {tname}")
-        task = ctx.build(spec)
         ctx.task_name = tname
         log.info("task %s (%s)", tname, spec.name)
-        result = task.run(ctx)
+        result = _run_task(ctx, spec, tname)
         metrics[tname] = {"task": spec.name, "params": spec.to_dict()["params"], **(result or {})}
         atomic_write_json(metrics_path, metrics)  # after each task: nothing finished is lost
         ctx.timings[f"task:{tname}"] = time.perf_counter() - t0
     ctx.task_name = None
     return metrics
+
+
+def _run_task(ctx: RunContext, spec: Spec, tname: str) -> Any:
+    """Build and run one task; an unexpected exception (a bug in its plugin) becomes one
+    message naming the task and plugin (the traceback stays available with -vv)."""
+    try:
+        return ctx.build(spec).run(ctx)
+    except (FusionkitError, MemoryError, OSError):
+        raise
+    except Exception as exc:
+        plugin = f" (plugin {spec.info.plugin})" if spec.info else ""
+        raise FusionkitError(f"task {spec.name!r}{plugin} failed: {type(exc).__name__}: {exc}",
+                             where=f"tasks.{tname}",
+                             hint="this looks like a bug in the task; run with -vv for the traceback") from exc
 
 
 def _value_counts(table: dict[str, Any]) -> dict[str, int]:

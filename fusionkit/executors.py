@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from .errors import FusionkitError
 from .progress import set_unit
+from .safety import safe_component
 from .store import atomic_write_bytes
+from .unitcodec import CorruptUnitError, UnitCodecError, decode_unit, encode_unit
 
 log = logging.getLogger(__name__)
 
@@ -51,23 +52,52 @@ class Executor(Protocol):
 
 
 class UnitCache:
-    """Results of finished units, one pickle file per key (written atomically)."""
+    """Results of finished units, one ``<key>.unit`` file each (written atomically).
+
+    The files hold data, never code (:mod:`fusionkit.unitcodec`: JSON + npz with
+    a checksum, no pickle). An entry that is truncated, corrupt or foreign is
+    reported with its path, discarded and recomputed.
+    """
+
+    SUFFIX = ".unit"
 
     def __init__(self, folder: str | os.PathLike[str]):
         self.folder = Path(folder)
 
     def path(self, key: str) -> Path:
-        return self.folder / f"{key}.pkl"
+        return self.folder / f"{safe_component(key)}{self.SUFFIX}"
 
     def has(self, key: str) -> bool:
         return self.path(key).exists()
 
     def get(self, key: str) -> Any:
-        with open(self.path(key), "rb") as fh:
-            return pickle.load(fh)
+        """The cached result; :class:`CorruptUnitError` (the entry removed) when it cannot be trusted."""
+        path = self.path(key)
+        try:
+            data = path.read_bytes()
+            return decode_unit(data, key=key, where=str(path))
+        except (CorruptUnitError, OSError) as err:
+            path.unlink(missing_ok=True)
+            if isinstance(err, CorruptUnitError):
+                raise
+            raise CorruptUnitError(f"unreadable cache entry ({err})", where=str(path)) from None
 
-    def put(self, key: str, value: Any) -> None:
-        atomic_write_bytes(self.path(key), pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+    def lookup(self, key: str) -> tuple[bool, Any]:
+        """``(True, result)`` for a trustworthy entry, else ``(False, None)`` (a bad one is logged, removed)."""
+        if not self.has(key):
+            return False, None
+        try:
+            return True, self.get(key)
+        except CorruptUnitError as err:
+            log.warning("discarded %s; the unit is recomputed", err.message + f": {err.where}")
+            return False, None
+
+    def put(self, key: str, value: Any, *, label: str = "") -> None:
+        try:
+            data = encode_unit(key, value)
+        except UnitCodecError as err:
+            raise UnitCodecError(err.message, where=f"unit {label or key}", hint=err.hint) from None
+        atomic_write_bytes(self.path(key), data)
 
 
 _FORK_UNITS: list[Unit] = []
@@ -91,7 +121,14 @@ class LocalExecutor:
     name = "local"
 
     def __init__(self, workers: int = 1):
-        self.workers = max(1, int(workers or 1))
+        wanted = max(1, int(workers or 1))
+        from .preflight import cpu_cores
+
+        cores = cpu_cores()
+        if wanted > cores:  # more processes than cores only thrash (and a typo must not fork 100000)
+            log.warning("executor.params.workers=%d exceeds the %d core(s) of this machine; using %d",
+                        wanted, cores, cores)
+        self.workers = min(wanted, cores)
 
     def map(self, units: list[Unit]) -> Iterator[tuple[Unit, Any]]:
         if self.workers == 1 or len(units) <= 1:
@@ -143,8 +180,9 @@ def run_units(units: Iterable[Unit], cache: UnitCache, executor: Executor, *, pr
     results: dict[str, Any] = {}
     todo = []
     for unit in units:
-        if cache.has(unit.key):
-            results[unit.key] = cache.get(unit.key)
+        found, value = cache.lookup(unit.key)
+        if found:
+            results[unit.key] = value
         else:
             todo.append(unit)
     if todo:
@@ -152,7 +190,7 @@ def run_units(units: Iterable[Unit], cache: UnitCache, executor: Executor, *, pr
     bar = progress(total=len(todo)) if (progress is not None and todo) else None
     try:
         for unit, value in executor.map(todo):
-            cache.put(unit.key, value)  # as soon as it finishes: an interruption never loses it
+            cache.put(unit.key, value, label=unit.label)  # as soon as it finishes: an interruption never loses it
             results[unit.key] = value
             log.debug("unit %s finished", unit.label or unit.key)
             if bar is not None:
