@@ -252,3 +252,51 @@ def test_refresh_tasks_and_changed_task_code_recompute_repeats(tmp_path):
     bad = CliRunner().invoke(cli, ["--plugins-dir", str(tmp_path / "plug"), "run", str(recipe), "--out",
                                    str(tmp_path / "o2"), "--refresh", "encod"])
     assert bad.exit_code == 2 and "did you mean 'encode'?" in bad.output
+
+
+def _fake_cache(root: Path) -> None:
+    store = root / "stores" / "rna-identity-abc123"
+    store.mkdir(parents=True)
+    (store / "embeddings.t.npy").write_bytes(b"x" * 1000)
+    (store / "meta.json").write_text(json.dumps({"modality": "rna", "n": 10, "dim": 4, "provenance": {
+        "modality": "rna", "cache_key": "abc123", "created": "2026-01-01T00:00:00+00:00",
+        "encoder": {"name": "identity", "version": "1", "params": {}}}}))
+    (root / "stores" / "text-sbert-dead00").mkdir()  # never committed (no meta.json)
+    (root / "work" / "rna-abc123").mkdir(parents=True)  # its store exists: finished work
+    np.save(root / "work" / "rna-abc123" / "shard-0000000000.npy", np.zeros(3))
+    (root / "work" / "text-dead00").mkdir()  # an encoding still to resume
+    (root / "units" / "demo" / "clf").mkdir(parents=True)
+    (root / "units" / "demo" / "clf" / "k1.pkl").write_bytes(b"p")
+
+
+def test_cache_ls_and_prune_on_a_cache_folder(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from fusionkit.cli import cli
+
+    cache = tmp_path / "run" / "cache"
+    _fake_cache(cache)
+    runner = CliRunner()
+    listing = json.loads(runner.invoke(cli, ["cache", "ls", str(tmp_path / "run"), "--json"]).output)  # a run folder
+    by_path = {e["path"]: e for e in listing["entries"]}
+    assert by_path["stores/rna-identity-abc123"]["provenance"]["encoder"]["name"] == "identity"
+    assert by_path["stores/rna-identity-abc123"]["size_bytes"] >= 1000
+    assert by_path["stores/text-sbert-dead00"]["status"] == "incomplete"
+    assert by_path["work/rna-abc123"]["status"] == "done" and by_path["work/text-dead00"]["status"] == "ok"
+    assert by_path["units/demo/clf"]["provenance"] == {"recipe": "demo", "group": "clf", "units": 1}
+    text = runner.invoke(cli, ["cache", "ls", str(cache)]).output
+    assert "rna: identity 1; 10 x 4; created 2026-01-01T00:00:00" in text and "[incomplete]" in text
+    dry = json.loads(runner.invoke(cli, ["cache", "prune", str(cache), "--dry-run", "--json"]).output)
+    assert sorted(e["path"] for e in dry["removed"]) == ["stores/text-sbert-dead00", "work/rna-abc123"]
+    assert (cache / "work" / "rna-abc123").exists()  # a dry run removes nothing
+    runner.invoke(cli, ["cache", "prune", str(cache)])
+    assert not (cache / "work" / "rna-abc123").exists() and (cache / "work" / "text-dead00").exists()
+    assert (cache / "stores" / "rna-identity-abc123").exists()  # identity is built in; its store is current
+    old = json.loads(runner.invoke(cli, ["cache", "prune", str(cache), "--older-than", "0", "--json"]).output)
+    assert {e["kind"] for e in old["removed"]} == {"store", "work", "units"}
+    (cache / "fingerprints.json").write_text("{}")
+    runner.invoke(cli, ["cache", "prune", str(cache), "--all"])
+    assert json.loads(runner.invoke(cli, ["cache", "ls", str(cache), "--json"]).output)["entries"] == []
+    monkeypatch.delenv("FUSIONKIT_CACHE", raising=False)
+    missing = runner.invoke(cli, ["cache", "ls"])
+    assert missing.exit_code == 1 and "FUSIONKIT_CACHE" in missing.output
