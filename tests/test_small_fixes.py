@@ -94,3 +94,19 @@ def test_readers_say_which_modalities_and_labels_they_yield(plugin_system):
     assert {"cancer_type", "subtype", "tmb_class"} <= set(d["labels"])
     assert plugin_system.info("reader", "tcga-folder").as_dict()["labels"][0] == "cancer_type"
     json.dumps(d, default=str)
+
+
+def test_cli_list_singular_and_describe_reader():
+    from click.testing import CliRunner
+
+    from fusionkit.cli import cli
+
+    runner = CliRunner()
+    singular, plural = runner.invoke(cli, ["list", "reader"]), runner.invoke(cli, ["list", "readers"])
+    assert singular.exit_code == 0 and singular.output == plural.output
+    assert "synthetic-tcga" in singular.output and "[rna, mutation, text, image]" in singular.output
+    d = runner.invoke(cli, ["describe", "reader", "synthetic-tcga"])
+    assert d.exit_code == 0
+    assert "modalities: rna, mutation, text, image" in d.output and "labels: cancer_type, subtype" in d.output
+    bad = runner.invoke(cli, ["list", "readerz"])
+    assert bad.exit_code == 2
