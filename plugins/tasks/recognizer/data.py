@@ -108,6 +108,7 @@ def evaluate(pred: dict[str, Any], agg: Aggregates, *, threshold: float = 0.5, d
     rows = stratified_rows(res, BINARY_METRICS + ("n",), **extra)
     rows.append({**extra, "modality": "*", "stratum": "all", "metric": "n_dropped_empty",
                  "value": float((~keep).sum())})
+    rows += constant_rows(truth[keep] > 0, yhat[keep], agg.modalities, extra)
     if pred.get("counts") is not None:
         pc = pred["counts"][keep]
         tc = truth[keep]
@@ -120,9 +121,23 @@ def evaluate(pred: dict[str, Any], agg: Aggregates, *, threshold: float = 0.5, d
                     rows.append({**extra, "modality": m, "stratum": stratum, "metric": "count_accuracy",
                                  "value": float((err == 0).mean())})
     if pred.get("cancer") is not None and cancer_labels is not None and class_names:
+        rows += constant_rows(np.asarray(cancer_labels)[keep, None], pred["cancer"][keep, None],
+                              [CANCER_MODALITY], extra)
         mc = multiclass_metrics(np.asarray(cancer_labels)[keep], pred["cancer"][keep],
                                 labels=list(range(len(class_names))))
         for metric in ("accuracy", "mcc", "macro_f1", "balanced_accuracy"):
             rows.append({**extra, "modality": CANCER_MODALITY, "stratum": "all", "metric": metric,
                          "value": float(mc[metric])})
+    return rows
+
+
+def constant_rows(truth: np.ndarray, pred: np.ndarray, names: list[str], extra: dict[str, Any]) -> list[dict[str, Any]]:
+    """The guard against collapsed models (issue 15): a ``constant_prediction`` row (1.0 = the model
+    predicted one value for every test aggregate although the truth varies) per output column."""
+    rows = []
+    for j, name in enumerate(names):
+        t, p = np.asarray(truth)[:, j], np.asarray(pred)[:, j]
+        if len(t) and len(np.unique(t)) > 1:
+            rows.append({**extra, "modality": name, "stratum": "all", "metric": "constant_prediction",
+                         "value": float(len(np.unique(p)) == 1)})
     return rows

@@ -329,12 +329,27 @@ class _RecognizerBase(Task):
             "train_time_s": round(float(sum(i.get("train_s", 0.0) for i in infos if i.get("run_id"))), 2),
             "wall_s": round(wall, 2),
             "epochs_mean": clean(float(np.mean(epochs))) if epochs else None,
+            "constant_predictions": _constant_predictions(rows),
             "note": ("MCC per modality over all test aggregates; strata 'absent'/'present' give specificity "
                      "and recall (MCC is undefined within a single-class stratum). Compare with the "
                      "per-modality mean norm / norm of the mean: centred embeddings hide presence (SPEC 2.5)."),
         }
         comparison = paper_comparison(rows, modalities, ks, models, modes)
         return {"summary": summary, "tables": tables, "figures": figures, "paper_comparison": comparison}
+
+
+def _constant_predictions(rows: list[dict[str, Any]]) -> list[str]:
+    """``model/mode/k=K/output`` of every model that predicted a constant on clean test data (with
+    the number of repeats affected), logged as a warning: MCC 0 from a collapsed model, not a result."""
+    hits: dict[str, int] = {}
+    for r in rows:
+        if r["metric"] == "constant_prediction" and r["value"] and r["perturbation"] == "none":
+            key = f"{r['model']}/{r['mode']}/k={r['k']}/{r['modality']}"
+            hits[key] = hits.get(key, 0) + 1
+    out = [f"{key} ({n} repeat{'s' if n != 1 else ''})" for key, n in sorted(hits.items())]
+    if out:
+        log.warning("constant predictions (a collapsed model, its MCC is 0 by construction): %s", "; ".join(out))
+    return out
 
 
 def _write_tables(ctx: RunContext, name: str, rows: list[dict[str, Any]], summary_rows: list[dict[str, Any]],
@@ -418,7 +433,9 @@ class RecognizerTask(_RecognizerBase):
     weight}, ``predict_counts`` (+ ``count_weight``), ``predict_cancer`` (+
     ``cancer_weight``); training: ``lr``, ``batch_size``, ``max_epochs``,
     ``patience``, ``weight_decay``, ``standardize`` inputs, ``device``
-    auto|cpu|cuda, ``threads`` torch threads while training (default 1: the
+    auto|cpu|cuda, ``balance`` (default true: present and absent aggregates weigh half each in
+    every head's loss and in early stopping; without it, at high k the net predicts "present"
+    everywhere, issue 15), ``threads`` torch threads while training (default 1: the
     fastest for these small nets; 0 leaves torch's setting); evaluation: ``threshold``, ``drop_empty`` (leave out test
     aggregates with no real draw left), ``test_fraction``, ``val_fraction``.
     """
@@ -435,7 +452,7 @@ class RecognizerTask(_RecognizerBase):
                  batch_size: int = 256, max_epochs: int = 100, patience: int = 8, weight_decay: float = 0.0,
                  standardize: bool = True, device: str = "auto", threshold: float = 0.5, drop_empty: bool = True,
                  test_fraction: float = 0.2, val_fraction: float = 0.2, baseline_C: float = 1.0,
-                 threads: int = 1):
+                 threads: int = 1, balance: bool = True):
         self.sampling = sampling
         self.k = k
         self.n_per_k = n_per_k
@@ -465,6 +482,7 @@ class RecognizerTask(_RecognizerBase):
         self.val_fraction = val_fraction
         self.baseline_C = baseline_C
         self.threads = threads
+        self.balance = balance
 
     def _models(self) -> list[str]:
         return ["deep", "baseline"] if self.baseline else ["deep"]
@@ -489,7 +507,8 @@ class RecognizerTask(_RecognizerBase):
                               count_weight=self.count_weight, n_classes=n_classes, cancer_weight=self.cancer_weight,
                               lr=self.lr, batch_size=self.batch_size, max_epochs=self.max_epochs,
                               patience=self.patience, weight_decay=self.weight_decay, standardize=self.standardize,
-                              device=self._device(ctx), seed=seed, k_scale=k_scale, threads=self.threads)
+                              device=self._device(ctx), seed=seed, k_scale=k_scale, threads=self.threads,
+                              balance=self.balance)
 
 
 class RecognizerBaselineTask(_RecognizerBase):
