@@ -214,8 +214,10 @@ def study_sentences(view: RunView) -> list[str]:
         out.append(f"{len(view.tasks)} task{'s' if len(view.tasks) != 1 else ''}: {', '.join(view.tasks)}.")
     counts = verdict_counts(view.claims)
     measured = len(view.claims) - counts["not comparable"]
-    out.append(f"Of the paper's {len(view.claims)} claims, {measured} are measured here: {counts['holds']} hold, "
-               f"{counts['partly']} partly, {counts['does not hold']} do not hold.")
+    holds, fails = counts["holds"], counts["does not hold"]
+    out.append(f"Of the paper's {len(view.claims)} claims, {measured} {'is' if measured == 1 else 'are'} measured "
+               f"here: {holds} hold{'s' if holds == 1 else ''}, {counts['partly']} partly, {fails} "
+               f"{'does' if fails == 1 else 'do'} not hold.")
     if is_synthetic(view):
         out.append("The cohort is synthetic: verdicts check the pipeline, not the biology.")
     return [pretty(s) for s in out]
