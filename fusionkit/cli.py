@@ -435,6 +435,33 @@ def results(run_dir: str, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--label", "labels", multiple=True, help="Label to probe (repeatable; default cancer_type).")
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+@click.option("--raw-pca", is_flag=True, help="Also probe PCA-256 of each matrix modality's raw input (reads it again).")
+def probe(run_dir: str, labels: tuple[str, ...], as_json: bool, raw_pca: bool) -> None:
+    """Embedding health of a finished run: spread, effective rank and a per-patient linear probe
+    of each label per modality (protocol in the output), optionally against a PCA of the raw input."""
+    from .health import health_lines, probe_run
+    from .runstate import require_complete
+
+    try:
+        require_complete(run_dir, what="outputs")
+        res = probe_run(run_dir, labels=list(labels) or None, raw_pca=raw_pca)
+    except FusionkitError as err:
+        _fail(err)
+        return
+    if as_json:
+        click.echo(json.dumps(res, indent=2, default=str))
+        return
+    click.echo(f"protocol: {res['protocol']}")
+    click.echo("\n".join(health_lines(res["health"])))
+    for mod, per in (res.get("raw_pca") or {}).items():
+        for label, p in per.items():
+            click.echo(f"{mod} raw input PCA-{p.get('pca_dim')}: probe {label} macro-F1 {p.get('macro_f1', 0):.3f}")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--to", "fmt", type=click.Choice(["h5mu", "h5ad", "parquet"]), default="h5mu", show_default=True,
               help="MuData (all modalities), AnnData (one file each) or parquet tables.")
 @click.option("--out", "out", type=click.Path(), default=None,

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import __version__, fingerprint
+from . import health as _health
 from . import progress as _progress
 from .components import ModalityData, RawDataset
 from .context import RunContext, derive_seed, safe_name  # noqa: F401 (derive_seed re-exported)
@@ -204,6 +205,8 @@ def run(recipe: Recipe, system: "PluginSystem", *, out_dir: str | os.PathLike[st
         summary = data_summary(ctx.pool, recipe, info)
         ctx.write_json("data_summary.json", summary)
         ctx.write_json("labels.json", ctx.pool.labels)  # patient label tables: `fusionkit export` carries them
+        _health.check_health(summary.get("health") or {}, {m: s.encoder.name for m, s in recipe.modalities.items()},
+                             bool(getattr(system, "strict", False)), log)
         if recipe.output.get("save_aggregates", True):
             _save_sampling(ctx, out)
         metrics = _run_tasks(ctx, out / "metrics.json", tasks)
@@ -256,6 +259,12 @@ def data_summary(pool: EmbeddingPool, recipe: Recipe, info: dict[str, Any]) -> d
     ranges = {name: _value_range(pool.labels[name]) for name in sorted(continuous) if name in pool.labels}
     if ranges:
         summary["continuous_labels"] = ranges
+    try:  # embedding health (issue 15): spread, effective rank, a probe of the primary label
+        summary["health"] = _health.pool_health(pool, [recipe.primary_label] if recipe.primary_label in pool.labels
+                                                else [])
+    except Exception as exc:  # never lose a run to a diagnostic; say so loudly
+        log.warning("embedding health could not be computed: %s", exc)
+        summary["health"] = {"error": str(exc)}
     return summary
 
 

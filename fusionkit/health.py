@@ -26,13 +26,14 @@ Verdict: ``collapsed`` when ``spread < COLLAPSE_SPREAD`` (the vectors barely dif
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 __all__ = ["COLLAPSE_SPREAD", "UNINFORMATIVE_MARGIN", "PROBE_PROTOCOL", "spread", "std_over_norm",
            "effective_rank", "patient_means", "linear_probe", "raw_pca_probe", "modality_health",
-           "collapsed_modalities", "health_lines"]
+           "collapsed_modalities", "health_lines", "pool_health", "check_health", "probe_run"]
 
 #: below this ``spread`` the items' vectors are (nearly) one vector: the encoder collapsed
 COLLAPSE_SPREAD = 0.05
@@ -197,6 +198,8 @@ def health_lines(health: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """One plain line per modality (and per probed label), for logs and the ``probe`` command."""
     lines = []
     for mod, h in health.items():
+        if not isinstance(h, Mapping):
+            continue
         lines.append(f"{mod}: {h.get('status')} - spread {h.get('spread', float('nan')):.4f}, std/norm "
                      f"{h.get('std_over_norm', float('nan')):.5f}, effective rank {h.get('effective_rank', 0):.1f}, "
                      f"{h.get('items')} items x {h.get('dim')}")
@@ -209,3 +212,98 @@ def health_lines(health: Mapping[str, Mapping[str, Any]]) -> list[str]:
         for flag in h.get("flags") or []:
             lines.append(f"  WARNING {flag}")
     return lines
+
+
+# ----------------------------------------------------------------------------- runs
+
+def pool_health(pool: Any, probe_labels: Sequence[str] | None = None, max_patients: int = 2000,
+                seed: int = 0) -> dict[str, dict[str, Any]]:
+    """:func:`modality_health` of every modality of an :class:`~fusionkit.pool.EmbeddingPool`
+    (its rows in use), probing ``probe_labels`` (default: none) from the pool's patient labels."""
+    out: dict[str, dict[str, Any]] = {}
+    labels = {n: t for n, t in (pool.labels or {}).items() if probe_labels is not None and n in probe_labels}
+    for name, view in pool.views.items():
+        Z = np.asarray(view.embeddings[view.rows], dtype=np.float32)
+        out[name] = modality_health(Z, view.patient_ids[view.rows], labels, probe_labels,
+                                    max_patients=max_patients, seed=seed)
+    return out
+
+
+def check_health(health: Mapping[str, Mapping[str, Any]], encoders: Mapping[str, str], strict: bool,
+                 logger: Any) -> None:
+    """Log a loud warning per flagged modality; under ``strict`` a collapsed encoder is an error."""
+    from .errors import DataError
+
+    for mod, h in health.items():
+        for flag in (h.get("flags") or []) if isinstance(h, Mapping) else []:
+            logger.warning("EMBEDDING HEALTH: modality %s (encoder %s): %s - see data_summary.json 'health' and "
+                           "`fusionkit probe`", mod, encoders.get(mod, "?"), flag)
+    bad = collapsed_modalities(health)
+    if strict and bad:
+        raise DataError(f"collapsed encoder output for {', '.join(bad)} (spread < {COLLAPSE_SPREAD}: every item "
+                        "gets nearly the same vector)", where=", ".join(f"modalities.{m}.encoder" for m in bad),
+                        hint="compare with the linear baseline (encoder: pca) on the same input, fix the encoder's "
+                             "settings, or run without --strict to keep going")
+
+
+def probe_run(run_dir: Any, labels: Sequence[str] | None = None, raw_pca: bool = False,
+              max_patients: int = 4000, pca_dim: int = 256) -> dict[str, Any]:
+    """Health and probes of a finished run folder (its stores and ``labels.json``); ``raw_pca`` also
+    probes ``pca_dim`` principal components of each matrix modality's raw input (read again with the
+    run's recipe) on the same patients and folds."""
+    import json
+
+    from .errors import FusionkitError
+    from .pool import EmbeddingPool
+    from .store import EmbeddingStore
+
+    run = Path(run_dir)
+    try:
+        record = json.loads((run / "run.json").read_text())
+        table = json.loads((run / "labels.json").read_text()) if (run / "labels.json").is_file() else {}
+    except (OSError, json.JSONDecodeError) as exc:
+        raise FusionkitError(f"not a finished run folder: {exc}", where=str(run),
+                             hint="pass the output folder of `fusionkit run` (it holds run.json)") from None
+    if not record.get("stores"):
+        raise FusionkitError("the run records no embedding stores", where=str(run / "run.json"),
+                             hint="run the recipe to the end first")
+    pool = EmbeddingPool.from_stores({m: EmbeddingStore(p) for m, p in record["stores"].items()}, table)
+    wanted = list(labels) if labels else [n for n in ("cancer_type",) if n in table] or sorted(table)[:1]
+    missing = [n for n in wanted if n not in table]
+    if missing:
+        raise FusionkitError(f"no label {', '.join(missing)} in this run", where=str(run / "labels.json"),
+                             hint=f"labels available: {', '.join(sorted(table)) or 'none'}")
+    out = {"run": str(run), "labels": wanted, "protocol": PROBE_PROTOCOL,
+           "health": pool_health(pool, wanted, max_patients=max_patients)}
+    if raw_pca:
+        out["raw_pca"] = _raw_pca_probes(run, record, table, wanted, max_patients, pca_dim)
+    return out
+
+
+def _raw_pca_probes(run: Any, record: Mapping[str, Any], table: Mapping[str, Mapping[str, Any]],
+                    wanted: Sequence[str], max_patients: int, dim: int) -> dict[str, Any]:
+    """PCA-``dim`` probes of every matrix modality's raw input, on the same patients and folds as
+    :func:`pool_health` (patients sorted, the same seeded subset)."""
+    from . import plugins
+    from .context import RunContext
+    from .engine import read_inputs
+    from .executors import make_executor
+    from .recipe import load_recipe
+
+    system = plugins.load()
+    recipe = load_recipe(run / "resolved_recipe.yaml", system)
+    ctx = RunContext(recipe, system, run, Path(record.get("cache") or run / "cache"), progress=False,
+                     executor=make_executor("local"))
+    out: dict[str, Any] = {}
+    for name, data in read_inputs(recipe, ctx).modalities.items():
+        if data.kind != "matrix":
+            continue
+        pids, X = patient_means(np.asarray(data.data, dtype=np.float32), data.patient_ids)
+        out[name] = {}
+        for label in wanted:
+            rows, _ = _labels_for(pids, table[label])
+            if len(rows) > max_patients:
+                rows = np.sort(np.random.default_rng(0).choice(rows, max_patients, replace=False))
+            _, y = _labels_for(pids[rows], table[label])
+            out[name][label] = raw_pca_probe(X[rows], y, dim=dim)
+    return out
