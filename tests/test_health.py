@@ -107,3 +107,58 @@ def test_probe_uses_patient_means_and_skips_small_labels():
     h = health.modality_health(Z, pids, labels)
     assert h["probes"]["cancer_type"]["patients"] == 60
     assert "tiny" not in h["probes"]
+
+
+# ----------------------------------------------------------------------------- runs
+
+def _collapsed_run(tmp_path):
+    from helpers import imported_recipe
+
+    recipe = imported_recipe(tmp_path / "in")
+    X = np.load(tmp_path / "in" / "rna.npy")
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "in" / "rna.npy", (np.tile(X[:1] + 5.0, (len(X), 1))
+                                          + 1e-5 * rng.normal(size=X.shape)).astype(np.float32))
+    return recipe
+
+
+def test_run_writes_health_and_warns_on_a_collapsed_encoder(tmp_path, caplog):
+    import json
+    import logging
+
+    from click.testing import CliRunner
+
+    from fusionkit.cli import cli
+
+    recipe = _collapsed_run(tmp_path)
+    with caplog.at_level(logging.WARNING):
+        res = CliRunner().invoke(cli, ["run", str(recipe), "--out", str(tmp_path / "run"), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((tmp_path / "run" / "data_summary.json").read_text())
+    assert summary["health"]["rna"]["status"] == "collapsed"
+    assert summary["health"]["mutation"]["status"] in ("ok", "uninformative")
+    assert "cancer_type" in summary["health"]["mutation"]["probes"]
+    log_text = caplog.text + (tmp_path / "run" / "run.log").read_text() if (tmp_path / "run" / "run.log").exists() \
+        else caplog.text
+    assert "EMBEDDING HEALTH: modality rna" in log_text
+
+    out = CliRunner().invoke(cli, ["probe", str(tmp_path / "run"), "--json"])
+    assert out.exit_code == 0, out.output
+    probed = json.loads(out.output)
+    assert probed["health"]["rna"]["status"] == "collapsed" and probed["labels"] == ["cancer_type"]
+    text = CliRunner().invoke(cli, ["probe", str(tmp_path / "run")]).output
+    assert "WARNING collapsed" in text and "probe cancer_type: macro-F1" in text
+    bad = CliRunner().invoke(cli, ["probe", str(tmp_path / "run"), "--label", "nope"])
+    assert bad.exit_code != 0 and "no label nope" in bad.output and "Traceback" not in bad.output
+
+
+def test_strict_run_fails_on_a_collapsed_encoder(tmp_path):
+    from click.testing import CliRunner
+
+    from fusionkit.cli import cli
+
+    recipe = _collapsed_run(tmp_path)
+    res = CliRunner().invoke(cli, ["run", str(recipe), "--out", str(tmp_path / "run"), "--no-progress", "--strict"])
+    assert res.exit_code != 0
+    assert "collapsed encoder output for rna" in res.output and "modalities.rna.encoder" in res.output
+    assert "Traceback" not in res.output
