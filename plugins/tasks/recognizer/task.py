@@ -289,12 +289,17 @@ class _RecognizerBase(Task):
                                           (ctx, model, sampling, ks, repeat, mode, train_ks, run_id,
                                            class_names, label),
                                           label=f"{model} r{repeat} {mode} k={train_ks}"))
+        if getattr(self, "batched", False):  # one unit per repeat, shared aggregates, batched networks
+            from fusionkit_plugins.tasks.recognizer.batched import repeat_units
+
+            units = repeat_units(self, ctx, models, sampling, ks, modes, repeats, run_id, class_names, label,
+                                 unit_params)
         t0 = time.perf_counter()
         results = ctx.run_units(ctx.task_name or self.group, units)
         wall = time.perf_counter() - t0
         ordered = [results[u.key] for u in units]
         rows = [row for res in ordered for row in res["rows"]]
-        infos = [res["info"] for res in ordered]
+        infos = [i for res in ordered for i in (res["infos"] if "infos" in res else [res["info"]])]
         reused = sum(1 for i in infos if i.get("run_id") != run_id)
         return self._report(ctx, rows, infos, sampling, spec.name, ks, modes, models, repeats, reused, wall)
 
@@ -436,7 +441,9 @@ class RecognizerTask(_RecognizerBase):
     auto|cpu|cuda, ``balance`` (default true: present and absent aggregates weigh half each in
     every head's loss and in early stopping; without it, at high k the net predicts "present"
     everywhere, issue 15), ``threads`` torch threads while training (default 1: the
-    fastest for these small nets; 0 leaves torch's setting); evaluation: ``threshold``, ``drop_empty`` (leave out test
+    fastest for these small nets; 0 leaves torch's setting), ``batched`` (one unit per repeat: its
+    aggregates built once for every model, the isolation networks of all k trained as one grouped
+    model, the baseline fitted for all modalities at once; see ``batched.py``); evaluation: ``threshold``, ``drop_empty`` (leave out test
     aggregates with no real draw left), ``test_fraction``, ``val_fraction``.
     """
 
@@ -452,7 +459,7 @@ class RecognizerTask(_RecognizerBase):
                  batch_size: int = 256, max_epochs: int = 100, patience: int = 8, weight_decay: float = 0.0,
                  standardize: bool = True, device: str = "auto", threshold: float = 0.5, drop_empty: bool = True,
                  test_fraction: float = 0.2, val_fraction: float = 0.2, baseline_C: float = 1.0,
-                 threads: int = 1, balance: bool = True):
+                 threads: int = 1, balance: bool = True, batched: bool = False):
         self.sampling = sampling
         self.k = k
         self.n_per_k = n_per_k
@@ -483,6 +490,7 @@ class RecognizerTask(_RecognizerBase):
         self.baseline_C = baseline_C
         self.threads = threads
         self.balance = balance
+        self.batched = batched
 
     def _models(self) -> list[str]:
         return ["deep", "baseline"] if self.baseline else ["deep"]
