@@ -130,6 +130,7 @@ class ClinicalSentencesReader(Reader):
     """
 
     provides = ("clinical",)
+    yields_labels = ("cancer_type", *[x for ep in ENDPOINTS for x in (ep, f"{ep}_time")], "age_at_diagnosis", "stage")
 
     def __init__(self, path: str = "", fields: list | None = None, exclude_diagnosis_fields: bool = True,
                  shared_fields_only: bool = True, min_field_coverage: float = 0.5, cancers: list | None = None,
