@@ -88,8 +88,10 @@ def _survival(s: Mapping[str, Any]) -> list[tuple[str, list[dict[str, Any]], lis
     """c-index per feature set and model, per cancer, and the paired differences against age + stage."""
     if not s.get("table"):
         return []
-    head = (f"{s.get('endpoint')} at k={s.get('k')} r={s.get('repeats')}: mean [95% CI] over {s.get('n_repeats')} "
-            f"repeats; within-cancer c = pairs of one cancer only (stratified by {s.get('stratify_by')})")
+    cohort = s.get("cohort") or {}
+    head = (f"{s.get('endpoint')} at k={s.get('k')} r={s.get('repeats')}, {cohort.get('patients')} patients "
+            f"({cohort.get('events')} events): mean [95% CI] over {s.get('n_repeats')} repeats; within-cancer c = "
+            f"pairs of one cancer only (stratified by {s.get('stratify_by')})")
     rows = [{"features": r.get("features"), "model": r.get("model"),
              **{label: r.get(key) for key, label in _SURVIVAL_COLS.items()}} for r in s["table"]]
     out = [(head, rows, ["features", "model", *_SURVIVAL_COLS.values()])]

@@ -28,6 +28,8 @@ MODELS = ("coxnet", "deep")
 BASE_FEATURES = ("multimodal", "clinical+multimodal", "clinical", "cancer")
 #: a feature-set name that stands for each modality of the sampling entry on its own
 SINGLE = "single"
+#: a modality alone runs only when at least this many cohort patients have it
+MIN_MODALITY_PATIENTS = 50
 
 
 def _endpoint_values(pool: Any, pids: np.ndarray, endpoint: str) -> tuple[np.ndarray, np.ndarray]:
@@ -176,14 +178,22 @@ class SurvivalTask(Task):
         table = {p: [c[i] for c in cols] for i, p in enumerate(pids.tolist())}
         return table, kinds, notes
 
-    def _features(self, sampler: Any, pool: Any, has_covariates: bool) -> list[str]:
+    def _features(self, sampler: Any, pool: Any, cohort: dict[str, Any]) -> list[str]:
+        """The feature sets to run; single modalities with too few cohort patients are left out (noted)."""
         wanted = list(self.features or [*BASE_FEATURES, SINGLE])
         mods = list(getattr(sampler, "modalities", None) or pool.modalities)
+        avail = pool.availability()
         out: list[str] = []
         for f in wanted:
             for name in (mods if f == SINGLE else [f]):
-                if name in ("clinical", "clinical+multimodal") and not has_covariates:
+                if name in ("clinical", "clinical+multimodal") and not cohort["covariate_kinds"]:
                     continue
+                if name in avail:
+                    n = int(np.isin(cohort["pids"], avail[name]).sum())
+                    if n < MIN_MODALITY_PATIENTS:
+                        cohort["notes"].append(f"{name} alone: left out ({n} cohort patients have it, "
+                                               f"< {MIN_MODALITY_PATIENTS})")
+                        continue
                 if name not in out:
                     out.append(name)
         return out
@@ -198,7 +208,7 @@ class SurvivalTask(Task):
             grid = [main, *grid]
         models = list(self.models or MODELS)
         cohort = self._cohort(ctx, builder)
-        features = self._features(sampler, ctx.pool, bool(cohort["covariate_kinds"]))
+        features = self._features(sampler, ctx.pool, cohort)
         units, meta = self._units(ctx, name, builder, sampler, cohort, features, models, grid, main)
         results = ctx.run_units(name, units)
         setup = {"name": name, "sampling": sampling_name, "endpoint": self.endpoint, "stratify_by": self.stratify_by,
