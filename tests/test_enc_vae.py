@@ -147,3 +147,58 @@ def test_vaes_registered(plugin_system):
     assert info.metadata["dim"] == 768 and info.factory is RnaVAE and RnaVAE.trainable
     enc = plugin_system.create("encoder", "mutation-vae", {"epochs": 5, "hidden_dims": [64]})
     assert isinstance(enc, MutationVAE) and enc.epochs == 5 and enc.modality == "mutation"
+
+
+def test_paper_architecture_variant(tmp_path):
+    """The authors' network: Dense(F/2) -> Dense(F/3), BatchNorm+ReLU heads (non-negative mean),
+    a single-layer decoder; F*BCE + kl_weight*beta*KL; restored from its state."""
+    from fusionkit_plugins.encoders.vae_networks import n_params, paper_hidden
+
+    data, _ = _rna(d=42)
+    enc = RnaVAE(architecture="paper", hidden_dims="auto", reconstruction="bce", kl_weight=5.0, latent_dim=8,
+                 epochs=3, finetune_epochs=1, batch_size=32, seed=0).fit(data)
+    assert paper_hidden(42) == [21, 14] and enc._hidden() == [21, 14]
+    assert type(enc.model_.mu[1]).__name__ == "BatchNorm1d"
+    assert sum(p.numel() for p in enc.model_.parameters()) == n_params("paper", 42, [21, 14], 8)
+    Z = enc.encode(data)
+    assert Z.shape == (120, 8) and (Z >= 0).all()  # ReLU on the mean, as the authors'
+    enc.save(str(tmp_path))
+    back = RnaVAE().load(str(tmp_path))
+    assert back.architecture == "paper"
+    np.testing.assert_array_equal(back.encode(data), Z)
+    with pytest.raises(DataError, match="architecture"):
+        RnaVAE(architecture="resnet", **SMALL).fit(data)
+    with pytest.raises(DataError, match="only defined for architecture: paper"):
+        RnaVAE(hidden_dims="auto", latent_dim=8).fit(data)
+
+
+def test_mlp_parameter_count_matches_the_network():
+    from fusionkit_plugins.encoders.vae_networks import n_params
+
+    data, _ = _rna()
+    enc = RnaVAE(epochs=1, finetune_epochs=0, seed=0, **SMALL).fit(data)
+    assert sum(p.numel() for p in enc.model_.parameters()) == n_params("mlp", 40, [32], 8)
+
+
+def test_kl_weight_scales_the_kl_term():
+    import torch
+
+    enc = RnaVAE(kl_weight=5.0, **SMALL)
+    x = torch.rand(4, 6)
+    mu, logvar = torch.ones(4, 3), torch.zeros(4, 3)
+    total, rec, kl = enc._loss(x.clone(), x, mu, logvar, beta=0.5)
+    assert float(kl) == pytest.approx(1.5)  # 0.5 * sum(mu^2) per item
+    assert float(total) == pytest.approx(float(rec) + 5.0 * 0.5 * 1.5, rel=1e-5)
+
+
+def test_gaussian_feature_loss_is_invariant_to_feature_scale():
+    import torch
+
+    enc = RnaVAE(reconstruction="gaussian-feature", **SMALL)
+    g = torch.Generator().manual_seed(0)
+    x, recon = torch.rand(64, 5, generator=g), torch.rand(64, 5, generator=g)
+    mu = logvar = torch.zeros(64, 2)
+    scale = torch.tensor([1.0, 10.0, 0.1, 3.0, 1.0])
+    _, a, _ = enc._loss(recon, x, mu, logvar, 0.0)
+    _, b, _ = enc._loss(recon * scale, x * scale, mu, logvar, 0.0)
+    assert float(b - a) == pytest.approx(float(torch.log(scale).sum()), rel=1e-3)  # a constant shift (up to eps)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,9 @@ import numpy as np
 
 from fusionkit import hookimpl
 from fusionkit import Encoder, ModalityData
-from fusionkit import DataError
+from fusionkit import DataError, Range
+
+from fusionkit_plugins.encoders.vae_networks import ARCHITECTURES, build_vae, paper_hidden
 
 log = logging.getLogger(__name__)
 
@@ -52,48 +53,6 @@ def beta_schedule(n_epochs: int, kappa: float = 1.0, beta_max: float = 1.0, beta
     return [float(min(beta_max, beta_start + kappa * e)) for e in range(int(n_epochs))]
 
 
-@lru_cache(maxsize=1)
-def _vae_module_class():
-    import torch
-    from torch import nn
-
-    class MLPVAE(nn.Module):
-        """Encoder MLP -> (mu, logvar); decoder MLP -> reconstruction logits/values."""
-
-        def __init__(self, in_dim: int, hidden: list[int], latent: int, dropout: float):
-            super().__init__()
-            layers: list[nn.Module] = []
-            prev = in_dim
-            for h in hidden:
-                layers += [nn.Linear(prev, h), nn.ReLU()]
-                if dropout > 0:
-                    layers.append(nn.Dropout(dropout))
-                prev = h
-            self.encoder = nn.Sequential(*layers)
-            self.mu = nn.Linear(prev, latent)
-            self.logvar = nn.Linear(prev, latent)
-            dec: list[nn.Module] = []
-            prev = latent
-            for h in reversed(hidden):
-                dec += [nn.Linear(prev, h), nn.ReLU()]
-                if dropout > 0:
-                    dec.append(nn.Dropout(dropout))
-                prev = h
-            dec.append(nn.Linear(prev, in_dim))
-            self.decoder = nn.Sequential(*dec)
-
-        def encode(self, x: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
-            h = self.encoder(x)
-            return self.mu(h), self.logvar(h).clamp(-20.0, 20.0)
-
-        def forward(self, x: "torch.Tensor", noise: "torch.Tensor"):
-            mu, logvar = self.encode(x)
-            z = mu + noise * torch.exp(0.5 * logvar)
-            return self.decoder(z), mu, logvar
-
-    return MLPVAE
-
-
 class _OmicsVAE(Encoder):
     """Shared VAE machinery (not registered itself)."""
 
@@ -104,6 +63,12 @@ class _OmicsVAE(Encoder):
     likelihood: str = "mse"
     #: min-max scale inputs to [0, 1] (kept in the state)
     scale_inputs: bool = True
+    #: declared parameter constraints (checked by ``fusionkit validate``): an untrained VAE is never used
+    constraints = {"latent_dim": Range(1, integer=True), "epochs": Range(1, integer=True),
+                   "finetune_epochs": Range(0, integer=True), "batch_size": Range(1, integer=True),
+                   "lr": Range(0, lo_open=True), "finetune_lr": Range(0, lo_open=True),
+                   "patience": Range(0, integer=True), "val_fraction": Range(0, 1, hi_open=True),
+                   "dropout": Range(0, 1, hi_open=True), "beta_max": Range(0), "kappa": Range(0)}
 
     # parameters every subclass shares (subclasses declare them in __init__)
     latent_dim: int
@@ -127,8 +92,20 @@ class _OmicsVAE(Encoder):
     def output_dim(self) -> int:
         return int(self.latent_dim)
 
-    def _hidden(self) -> list[int]:
+    def _arch(self) -> str:
+        arch = getattr(self, "architecture", "mlp") or "mlp"
+        if arch not in ARCHITECTURES:
+            raise DataError(f"{self._name()}: unknown architecture {arch!r}", where="architecture",
+                            hint=f"one of: {', '.join(ARCHITECTURES)}")
+        return arch
+
+    def _hidden(self, in_dim: int | None = None) -> list[int]:
         h = self.hidden_dims
+        if h is None or h == "auto":
+            if self._arch() != "paper":
+                raise DataError(f"{self._name()}: hidden_dims 'auto' is only defined for architecture: paper",
+                                where="hidden_dims", hint="give a list of widths, e.g. [1024]")
+            return paper_hidden(int(in_dim if in_dim is not None else self.in_dim_))
         if isinstance(h, (int, np.integer)):
             h = [int(h)]
         h = [int(x) for x in (h or [])]
@@ -242,7 +219,7 @@ class _OmicsVAE(Encoder):
         with torch.random.fork_rng(devices=cuda_devices):
             torch.manual_seed(seed)
             gen = torch.Generator().manual_seed(seed)
-            model = _vae_module_class()(d, self._hidden(), int(self.latent_dim), float(self.dropout)).to(device)
+            model = build_vae(self._arch(), d, self._hidden(d), int(self.latent_dim), float(self.dropout)).to(device)
             xt = torch.from_numpy(Xs[tr_idx]).to(device)
             xv = torch.from_numpy(Xs[val_idx]).to(device) if n_val else None
             self.history_ = []
@@ -265,12 +242,18 @@ class _OmicsVAE(Encoder):
             # inputs, the KL term cannot swamp the reconstruction and collapse the posterior.
             mse = F.mse_loss(recon, x, reduction="mean")
             rec = 0.5 * x.shape[1] * torch.log(mse + 1e-6)
+        elif likelihood == "gaussian-feature":
+            # a calibrated variance per feature (sigma_j^2 = that feature's MSE in the batch): the loss
+            # no longer depends on each feature's scale, so min-max scaling by outlier-driven ranges
+            # does not decide which genes the latent space spends its capacity on (issue 15)
+            mse_j = ((recon - x) ** 2).mean(dim=0)
+            rec = 0.5 * torch.log(mse_j + 1e-6).sum()
         elif likelihood == "mse":
             rec = F.mse_loss(recon, x, reduction="sum") / x.shape[0]
         else:
-            raise DataError(f"{self._name()}: reconstruction must be gaussian, mse or bce, got {likelihood!r}")
+            raise DataError(f"{self._name()}: reconstruction must be gaussian, gaussian-feature, mse or bce, got {likelihood!r}")
         kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum() / x.shape[0]
-        return rec + beta * kl, rec, kl
+        return rec + float(getattr(self, "kl_weight", 1.0)) * beta * kl, rec, kl
 
     def _run_phase(self, model, phase: dict[str, Any], xt, xv, gen, device: str) -> None:
         import copy
@@ -380,7 +363,7 @@ class _OmicsVAE(Encoder):
                             hint="fit the encoder and save() it into this folder first")
         state = torch.load(file, map_location="cpu", weights_only=True)
         cfg = state["config"]
-        for key in ("latent_dim", "hidden_dims", "dropout"):
+        for key in ("latent_dim", "hidden_dims", "dropout", "architecture"):
             if key in cfg:
                 setattr(self, key, cfg[key])
         self.in_dim_ = int(state["in_dim"])
@@ -388,7 +371,8 @@ class _OmicsVAE(Encoder):
         if self.scale_inputs:
             self.min_ = state["scaler_min"].numpy().astype(np.float32)
             self.range_ = state["scaler_range"].numpy().astype(np.float32)
-        model = _vae_module_class()(self.in_dim_, list(state["hidden"]), int(self.latent_dim), float(self.dropout))
+        model = build_vae(self._arch(), self.in_dim_, list(state["hidden"]), int(self.latent_dim),
+                          float(self.dropout))
         model.load_state_dict(state["state_dict"])
         self.model_ = model.eval()
         return self
@@ -420,7 +404,7 @@ class RnaVAE(_OmicsVAE):
                  finetune_lr: float = 1e-4, kappa: float = 1.0, beta_max: float = 1.0,
                  patience: int = 10, min_delta: float = 0.0, val_fraction: float = 0.1,
                  dropout: float = 0.0, reconstruction: str = "gaussian", seed: int | None = None,
-                 device: str = "auto"):
+                 device: str = "auto", architecture: str = "mlp", kl_weight: float = 1.0):
         self.latent_dim = latent_dim
         self.hidden_dims = hidden_dims
         self.epochs = epochs
@@ -437,6 +421,8 @@ class RnaVAE(_OmicsVAE):
         self.reconstruction = reconstruction
         self.seed = seed
         self.device = device
+        self.architecture = architecture
+        self.kl_weight = kl_weight
 
 
 class MutationVAE(_OmicsVAE):
@@ -458,7 +444,7 @@ class MutationVAE(_OmicsVAE):
                  batch_size: int = 256, lr: float = 1e-3, kappa: float = 1.0, beta_max: float = 1.0,
                  patience: int = 10, min_delta: float = 0.0, val_fraction: float = 0.1,
                  dropout: float = 0.0, binarize: bool = True, seed: int | None = None,
-                 device: str = "auto"):
+                 device: str = "auto", architecture: str = "mlp", kl_weight: float = 1.0):
         self.latent_dim = latent_dim
         self.hidden_dims = hidden_dims
         self.epochs = epochs
@@ -473,6 +459,8 @@ class MutationVAE(_OmicsVAE):
         self.binarize = binarize
         self.seed = seed
         self.device = device
+        self.architecture = architecture
+        self.kl_weight = kl_weight
 
     finetune_epochs = 0
     finetune_lr = 0.0
@@ -484,21 +472,6 @@ class MutationVAE(_OmicsVAE):
             raise DataError("mutation-vae: values must lie in [0, 1] for the Bernoulli likelihood "
                             f"(got {X.min():g}..{X.max():g})", hint="set binarize: true, or pass a one-hot matrix")
         return X
-
-
-def _params_count(in_dim: int, hidden: list[int], latent: int) -> int:
-    """Parameters of the MLP VAE for an input width (for model cards / docs)."""
-    total, prev = 0, in_dim
-    for h in hidden:
-        total += prev * h + h
-        prev = h
-    total += 2 * (prev * latent + latent)
-    prev = latent
-    for h in reversed(hidden):
-        total += prev * h + h
-        prev = h
-    total += prev * in_dim + in_dim
-    return total
 
 
 @hookimpl
