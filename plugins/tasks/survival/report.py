@@ -130,9 +130,10 @@ def _figures(ctx: RunContext, setup: dict[str, Any], cohort: dict[str, Any], res
     for fs in [f for f in ("multimodal", "clinical") if f in setup["features"]]:
         panels, rows = _km_panels(results, meta, main, fs, model, surv, cancer)
         km_rows += rows
+        where = "" if fs == "clinical" else f"k={main[0]} r={main[1]}, "
         f = figures.km_by_cancer(ctx, f"{name}/km_{fs}_{model}.png", panels,
                                  f"{setup['endpoint']}: test patients by predicted risk tertile ({fs}, {model}, "
-                                 f"k={main[0]} r={main[1]}, {setup['n_repeats']} repeats)")
+                                 f"{where}{setup['n_repeats']} repeats)")
         figs += [f] if f else []
     for m in setup["models"]:
         grid = {(r["k"], r["repeats"]): r["mean"] for r in summary_rows if r["features"] == "multimodal"

@@ -225,7 +225,7 @@ class SurvivalTask(Task):
                 "weight_decay": [float(w) for w in (self.weight_decay or [1e-4, 1e-2])],
                 "max_epochs": int(self.max_epochs), "patience": int(self.patience)}
 
-    def _job(self, cohort: dict[str, Any], features: list[str], models: list[str]) -> dict[str, Any]:
+    def _job(self, cohort: dict[str, Any], models: list[str]) -> dict[str, Any]:
         """The part of every unit's job that does not depend on the repeat or the grid point."""
         horizons = self._horizons()
         pids = cohort["pids"].tolist()
@@ -234,14 +234,14 @@ class SurvivalTask(Task):
                 "covariate_kinds": cohort["covariate_kinds"], "models": models, "cfg": self._config(),
                 "stratify": bool(self.stratify_by), "horizons": horizons,
                 "reference_years": float(sorted(horizons)[len(horizons) // 2]), "tau_years": float(max(horizons)),
-                "train_draws": int(self.train_draws), "all_features": features}
+                "train_draws": int(self.train_draws)}
 
     def _units(self, ctx: RunContext, name: str, builder: AggregateBuilder, sampler: Any, cohort: dict[str, Any],
                features: list[str], models: list[str], grid: list[tuple[int, int]], main: tuple[int, int]
                ) -> tuple[list[Unit], dict[str, tuple]]:
         pids = cohort["pids"]
         strat = np.char.add(np.char.add(cohort["cancer"].astype(str), "|"), cohort["event"].astype(str))
-        base = self._job(cohort, features, models)
+        base = self._job(cohort, models)
         params_key = {**self.get_params(), "sampler": sampler.get_params(), "features": features}
         tkey = target_key(pids, strat)
         units, meta = [], {}
