@@ -57,7 +57,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .figs{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,420px),1fr));gap:10px;margin:6px 0}
 .figs.small{grid-template-columns:repeat(auto-fill,minmax(min(100%,300px),1fr))}
 figure{margin:0;background:#fff;padding:6px;border:1px solid #d8dde6;min-width:0}
-figure img{max-width:100%;height:auto;display:block;margin:0 auto}figcaption{font-size:.78em;color:#5b6475}
+figure img{max-width:100%;max-height:440px;width:auto;height:auto;display:block;margin:0 auto}figcaption{font-size:.78em;color:#5b6475}
 pre{background:#fff;border:1px solid #d8dde6;padding:10px;overflow-x:auto;font-size:.78em}
 details{margin:4px 0}details summary{cursor:pointer;font-size:.9em}
 section{min-width:0}
@@ -161,7 +161,7 @@ def _details_section(view: RunView) -> str:
     desc = str(view.recipe.get("description") or "").strip()
     if desc:
         out.append(f"<details open><summary>about this study</summary><p>{esc(desc)}</p></details>")
-    shared, rows = comparison_table(view.metrics)
+    shared, rows = comparison_table(view.ordered_metrics)
     if rows:
         notes = "".join(f"<p class='note'>{esc(t)}: {esc(n)}</p>" for t, n in shared.items())
         out.append(f"<details><summary>every comparison with the paper ({len(rows)} rows)</summary>{notes}"

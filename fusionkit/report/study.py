@@ -33,11 +33,19 @@ class RunView:
 
     def __post_init__(self) -> None:
         if not self.claims:
-            self.claims = evaluate_claims(self.metrics or {})
+            self.claims = evaluate_claims(self.ordered_metrics)
+
+    @property
+    def ordered_metrics(self) -> dict[str, Any]:
+        """Every task's result, in recipe order."""
+        return {t: self.metrics[t] for t in self.tasks}
 
     @property
     def tasks(self) -> list[str]:
-        return [t for t, r in (self.metrics or {}).items() if isinstance(r, Mapping)]
+        """Task names in recipe order (metrics.json may hold them sorted), then any others."""
+        have = [t for t, r in (self.metrics or {}).items() if isinstance(r, Mapping)]
+        order = [t for t in (self.recipe.get("tasks") or {}) if t in have]
+        return order + [t for t in have if t not in order]
 
 
 def _read_json(path: Path) -> Any:

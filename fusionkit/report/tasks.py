@@ -46,6 +46,7 @@ def _recognizer(s: Mapping[str, Any]) -> list[tuple[str, list[dict[str, Any]], l
                     rows.append({"model": model, "mode": mode, label: what,
                                  **{f"k={k}": v for k, v in by_k.items()}})
         if rows:
+            ks = sorted(ks, key=lambda k: (0, int(k)) if str(k).lstrip("-").isdigit() else (1, 0))
             out.append((caption, rows, ["model", "mode", label] + [f"k={k}" for k in ks]))
     return out
 
@@ -141,8 +142,20 @@ def _leaf_rows(d: Mapping[str, Any], path: str, depth: int = 0) -> list[dict[str
     return rows
 
 
+def _retrieval(s: Mapping[str, Any]) -> list[tuple[str, list[dict[str, Any]], list[str]]]:
+    if not _is_stat(s.get("precision_at_k")):
+        return []
+    index = s.get("index") if isinstance(s.get("index"), Mapping) else {}
+    k = s.get("top_k", "k")
+    row = {"index": index.get("name", ""), f"precision@{k}": s.get("precision_at_k"),
+           "majority vote": s.get("majority_accuracy"), "majority class": s.get("majority_rate"),
+           f"recall@{k} vs exact": s.get("recall_at_k"), "search s": s.get("search_s")}
+    return [(f"Nearest patients by aggregate ({s.get('n_patients', '?')} patients, k={s.get('k')}, "
+             f"r={s.get('repeats')})", [row], list(row))]
+
+
 HEADLINES = {"recognizer": _recognizer, "classifier": _classifier, "gmm": _gmm, "similarity": _similarity,
-             "survival": _survival}
+             "survival": _survival, "retrieval": _retrieval}
 #: task kinds whose headline tables `fusionkit results` prints as their own Markdown section
 MARKDOWN_SECTIONS = ("survival",)
 

@@ -44,7 +44,7 @@ def results_markdown(view: RunView) -> str:
     arows, acols, label = availability_rows(view)
     if arows:
         lines += ["", f"## Patients per {label.replace('_', ' ')} per modality", ""] + md_table(arows, acols)
-    shared, crow = comparison_table(view.metrics)
+    shared, crow = comparison_table(view.ordered_metrics)
     if crow:
         lines += ["", "## Every comparison with the paper", ""]
         lines += [f"- {t}: {n}" for t, n in shared.items()] + ([""] if shared else [])
@@ -58,7 +58,7 @@ def results_markdown(view: RunView) -> str:
 
 
 def results_json(view: RunView) -> dict[str, Any]:
-    shared, crow = comparison_table(view.metrics)
+    shared, crow = comparison_table(view.ordered_metrics)
     return {"name": view.name, "study": study_sentences(view), "claims": [c.as_dict() for c in view.claims],
             "health": health_rows(view)[0], "availability": view.summary.get("modalities", {}),
             "paper_comparison": crow, "comparison_notes": shared}
