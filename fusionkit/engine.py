@@ -27,7 +27,7 @@ from .components import ModalityData, RawDataset
 from .context import RunContext, derive_seed, safe_name  # noqa: F401 (derive_seed re-exported)
 from .encode import encode_modality
 from .errors import DataError, FusionkitError
-from .executors import make_executor
+from .executors import blas_threads, make_executor
 from .ids import cross_modality_report, merge_label_tables, normalise_id, normalise_ids
 from .pool import EmbeddingPool, save_aggregates
 from .recipe import Recipe, Spec
@@ -191,7 +191,8 @@ def run(recipe: Recipe, system: "PluginSystem", *, out_dir: str | os.PathLike[st
         "python": sys.version.split()[0], "platform": platform.platform(), "plugins": plugin_versions(system),
     }
     # one run at a time in this folder; run.json says "running" until it ends "ok" or "failed"
-    with run_transaction(out, record, recipe=record["recipe"]):
+    # BLAS on one thread for the run (units run in parallel workers; see executors.blas_threads)
+    with run_transaction(out, record, recipe=record["recipe"]), blas_threads(1):
         ctx = _context(recipe, system, out, cache, progress, record)
         ctx.refresh = set(refresh or ())
         n_tasks = len([t for t in recipe.tasks if tasks is None or t in tasks])

@@ -9,6 +9,7 @@ process pool; ``ray`` (optional extra) maps the same units over a Ray cluster.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -102,6 +103,39 @@ class UnitCache:
 
 _FORK_UNITS: list[Unit] = []
 
+# OpenBLAS reads these when it loads (scipy loads its own copy later than numpy does)
+_BLAS_ENV = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
+
+
+@contextlib.contextmanager
+def blas_threads(n: int = 1) -> Iterator[None]:
+    """Cap BLAS threads at ``n`` in this process: the libraries loaded now (threadpoolctl, when
+    installed) and those loaded inside the block (environment, read when OpenBLAS loads).
+
+    Why one: units run in parallel workers, and OpenBLAS threads spin-wait on each other; with
+    more threads than free cores a 1280 x 768 QR took 30 s on 2 threads against 0.28 s on one
+    (2-core machine under load), sklearn's lbfgs and GMM likewise. torch's threads are separate.
+    """
+    old = {k: os.environ.get(k) for k in _BLAS_ENV}
+    os.environ.update({k: str(int(n)) for k in _BLAS_ENV})
+    limiter = None
+    try:
+        from threadpoolctl import threadpool_limits
+
+        limiter = threadpool_limits(int(n), user_api="blas")
+    except Exception:  # threadpoolctl is optional (it comes with scikit-learn)
+        pass
+    try:
+        yield
+    finally:
+        if limiter is not None:
+            limiter.restore_original_limits()
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
 
 def _run_forked(i: int) -> Any:
     unit = _FORK_UNITS[i]
@@ -112,7 +146,8 @@ def _run_forked(i: int) -> Any:
         torch.set_num_threads(1)
     except Exception:
         pass
-    return unit.fn(*unit.args, **unit.kwargs)
+    with blas_threads(1):  # and single-threaded BLAS (see blas_threads)
+        return unit.fn(*unit.args, **unit.kwargs)
 
 
 class LocalExecutor:
