@@ -441,12 +441,13 @@ def results(run_dir: str, as_json: bool) -> None:
 def probe(run_dir: str, labels: tuple[str, ...], as_json: bool, raw_pca: bool) -> None:
     """Embedding health of a finished run: spread, effective rank and a per-patient linear probe
     of each label per modality (protocol in the output), optionally against a PCA of the raw input."""
+    from .engine import read_inputs
     from .health import health_lines, probe_run
     from .runstate import require_complete
 
     try:
         require_complete(run_dir, what="outputs")
-        res = probe_run(run_dir, labels=list(labels) or None, raw_pca=raw_pca)
+        res = probe_run(run_dir, labels=list(labels) or None, raw_pca=raw_pca, read_inputs=read_inputs)
     except FusionkitError as err:
         _fail(err)
         return

@@ -247,10 +247,10 @@ def check_health(health: Mapping[str, Mapping[str, Any]], encoders: Mapping[str,
 
 
 def probe_run(run_dir: Any, labels: Sequence[str] | None = None, raw_pca: bool = False,
-              max_patients: int = 4000, pca_dim: int = 256) -> dict[str, Any]:
+              max_patients: int = 4000, pca_dim: int = 256, read_inputs: Any = None) -> dict[str, Any]:
     """Health and probes of a finished run folder (its stores and ``labels.json``); ``raw_pca`` also
     probes ``pca_dim`` principal components of each matrix modality's raw input (read again with the
-    run's recipe) on the same patients and folds."""
+    run's recipe with ``read_inputs``, :func:`fusionkit.engine.read_inputs`) on the same patients and folds."""
     import json
 
     from .errors import FusionkitError
@@ -276,17 +276,16 @@ def probe_run(run_dir: Any, labels: Sequence[str] | None = None, raw_pca: bool =
     out = {"run": str(run), "labels": wanted, "protocol": PROBE_PROTOCOL,
            "health": pool_health(pool, wanted, max_patients=max_patients)}
     if raw_pca:
-        out["raw_pca"] = _raw_pca_probes(run, record, table, wanted, max_patients, pca_dim)
+        out["raw_pca"] = _raw_pca_probes(run, record, table, wanted, max_patients, pca_dim, read_inputs)
     return out
 
 
 def _raw_pca_probes(run: Any, record: Mapping[str, Any], table: Mapping[str, Mapping[str, Any]],
-                    wanted: Sequence[str], max_patients: int, dim: int) -> dict[str, Any]:
+                    wanted: Sequence[str], max_patients: int, dim: int, read_inputs: Any) -> dict[str, Any]:
     """PCA-``dim`` probes of every matrix modality's raw input, on the same patients and folds as
     :func:`pool_health` (patients sorted, the same seeded subset)."""
     from . import plugins
     from .context import RunContext
-    from .engine import read_inputs
     from .executors import make_executor
     from .recipe import load_recipe
 

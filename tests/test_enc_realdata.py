@@ -1,5 +1,6 @@
-"""Real TCGA data (../shared/data/tcga): a 5-fold logistic-regression linear probe of cancer type
-on each encoder's embeddings must beat the majority-class baseline by a clear margin.
+"""Real TCGA data (../shared/data/tcga): linear probes of cancer type on each encoder's embeddings;
+the omics VAEs are compared with PCA-256 of their own input (issue 15), the others with the
+majority-class baseline.
 
 The one-hot mutation matrix and the RNA table are built here with pandas (readers are tested
 elsewhere). Numbers are printed (``pytest -s``) and kept modest in size so the run stays short.
@@ -7,7 +8,9 @@ elsewhere). Numbers are printed (``pytest -s``) and kept modest in size so the r
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +19,6 @@ torch = pytest.importorskip("torch")
 pd = pytest.importorskip("pandas")
 pytest.importorskip("sklearn")
 
-from fusionkit.components import ModalityData  # noqa: E402
 
 pytestmark = [pytest.mark.realdata, pytest.mark.usefixtures("torch_one_thread")]
 CANCERS = ("BLCA", "BRCA", "COAD", "LUAD", "STAD", "THCA")
@@ -42,71 +44,68 @@ def _report(name: str, acc: float, base: float, n: int) -> None:
     print(f"\n[probe] {name}: accuracy {acc:.3f} vs majority baseline {base:.3f} (n={n})")
 
 
-def mutation_onehot(root, top_genes: int = 1000, per_cancer: int = 150):
-    frames = []
-    for c in CANCERS:
-        f = root / "mutations" / f"{c}_firehose.maf.tsv.gz"
-        if not f.is_file():
-            pytest.skip(f"missing {f}")
-        df = pd.read_csv(f, sep="\t", usecols=["Hugo_Symbol", "Tumor_Sample_Barcode", "is_silent_slot"])
-        df = df[~df["is_silent_slot"].astype(str).str.lower().eq("true")]
-        df["cancer"] = c
-        frames.append(df)
-    maf = pd.concat(frames)
-    genes = maf["Hugo_Symbol"].value_counts().index[:top_genes]
-    maf = maf[maf["Hugo_Symbol"].isin(genes)]
-    patients = maf.groupby("Tumor_Sample_Barcode")["cancer"].first()
-    rng = np.random.default_rng(0)
-    chosen = []
-    for c in CANCERS:
-        ids = patients.index[patients.eq(c)].to_numpy()
-        chosen += list(rng.choice(ids, size=min(per_cancer, len(ids)), replace=False))
-    onehot = pd.crosstab(maf["Tumor_Sample_Barcode"], maf["Hugo_Symbol"]).reindex(index=chosen, columns=genes,
-                                                                                   fill_value=0)
-    X = (onehot.to_numpy() > 0).astype(np.float32)
-    return X, patients.loc[chosen].to_numpy(), list(onehot.index), list(genes)
+# ----------------------------------------------------------------------------- omics VAEs vs PCA (issue 15)
+# The acceptance margins: on the same patients and folds (fusionkit.health.linear_probe),
+#   rna-vae probe macro-F1 >= PCA-256 probe - 0.03, and mutation-vae >= its PCA-256 probe.
+# Inputs come from the tcga-folder reader exactly as recipes/tumor_origin_tcga.yaml reads them and
+# the encoders run with that recipe's parameters; one stratified subset of patients per cancer
+# keeps the test to a few minutes on 2 cores (set FUSIONKIT_REALDATA_FULL=1 for every patient).
+
+def _recipe_encoder(modality: str) -> tuple[str, dict]:
+    from fusionkit.yamlsafe import load_yaml_file
+
+    spec = load_yaml_file(Path(__file__).resolve().parents[1] / "recipes" / "tumor_origin_tcga.yaml")
+    enc = spec["modalities"][modality]["encoder"]
+    return enc["name"], dict(enc.get("params") or {})
 
 
-def test_mutation_vae_probe(shared_data):
-    from fusionkit_plugins.encoders.omics_vae import MutationVAE
-
-    X, y, pids, genes = mutation_onehot(shared_data)
-    data = ModalityData("mutation", "matrix", pids, pids, X, feature_names=genes)
-    enc = MutationVAE(hidden_dims=(128,), epochs=20, patience=5, seed=0).fit(data)
-    Z = enc.encode(data)
-    assert Z.shape == (len(y), 768)
-    acc, base = probe(Z, y)
-    _report(f"mutation-vae ({len(enc.history_)} epochs, early stop={enc.stopped_early_})", acc, base, len(y))
-    assert acc > base + 0.15
+def _subset(md, per_cancer: int, seed: int = 0):
+    if os.environ.get("FUSIONKIT_REALDATA_FULL"):
+        return md
+    y = md.labels["cancer_type"]
+    rng = np.random.default_rng(seed)
+    keep = np.sort(np.concatenate([rng.permutation(np.flatnonzero(y == c))[:per_cancer] for c in np.unique(y)]))
+    return md.subset(keep)
 
 
-def test_rna_vae_probe(shared_data):
-    from fusionkit_plugins.encoders.omics_vae import RnaVAE
+def _vae_vs_pca(shared_data, modality: str, per_cancer: int) -> tuple[float, float, dict]:
+    from fusionkit import health
+    from fusionkit_plugins.encoders.omics_vae import MutationVAE, RnaVAE
+    from fusionkit_plugins.readers.tcga import TcgaFolderReader
 
-    tables = []
-    for cohort in ("blca", "brca", "coadread", "luad", "stad"):
-        f = shared_data / "rna" / f"porpoise_{cohort}_rnaseq_zscore.csv.gz"
-        if not f.is_file():
-            pytest.skip(f"missing {f}")
-        t = pd.read_csv(f).drop_duplicates("patient_id").set_index("patient_id")
-        t = t.drop(columns=[c for c in t.columns if not pd.api.types.is_numeric_dtype(t[c])])
-        t["cancer"] = cohort.upper()[:4]
-        tables.append(t.sample(n=min(180, len(t)), random_state=0))
-    genes = sorted(set.intersection(*(set(t.columns) - {"cancer"} for t in tables)))
-    df = pd.concat([t[genes + ["cancer"]] for t in tables]).dropna()
-    X = df[genes].to_numpy(np.float32)
-    y = df["cancer"].to_numpy()
-    pids = df.index.to_numpy()
-    data = ModalityData("rna", "matrix", pids, pids, X, feature_names=genes)
-    enc = RnaVAE(hidden_dims=(256,), epochs=8, finetune_epochs=2, seed=0).fit(data)
-    Z = enc.encode(data)
-    assert Z.shape == (len(y), 768)
-    assert [h["beta"] for h in enc.history_][:2] == [0.0, 1.0]
-    acc, base = probe(Z, y)
-    _report(f"rna-vae ({X.shape[1]} genes)", acc, base, len(y))
-    # PORPOISE z-scores each cohort on its own, which removes most between-cancer mean
-    # differences: a probe on the raw 1,547 z-scores reaches about 0.77 here, so the margin is 0.2
-    assert acc > base + 0.2
+    md = TcgaFolderReader(root=str(shared_data), modalities=[modality]).read().modalities[modality]
+    md = _subset(md, per_cancer)
+    name, params = _recipe_encoder(modality)
+    cls = {"rna-vae": RnaVAE, "mutation-vae": MutationVAE}[name]
+    enc = cls(**params, seed=0, device="cpu").fit(md)
+    Z = enc.encode(md)
+    y = md.labels["cancer_type"]
+    vae = health.linear_probe(Z, y)
+    X = (np.asarray(md.data) > 0).astype(np.float32) if modality == "mutation" else np.asarray(md.data)
+    pca = health.raw_pca_probe(X, y, dim=256)
+    h = health.modality_health(Z, md.patient_ids)
+    print(f"\n[probe] {name} {params}: macro-F1 {vae['macro_f1']:.3f} vs PCA-{pca['pca_dim']} of the input "
+          f"{pca['macro_f1']:.3f} (majority {vae['majority_macro_f1']:.3f}; {len(y)} patients; spread "
+          f"{h['spread']:.3f}, effective rank {h['effective_rank']:.0f})")
+    return vae["macro_f1"], pca["macro_f1"], h
+
+
+NOT_MET = ("issue 15 acceptance not met yet: on the full data rna-vae 0.60 vs PCA-256 0.69 (five cancers), "
+           "mutation-vae 0.51 vs PCA-256 0.64 (docs/RESULTS.md, Issue 15); remove this mark when it passes")
+
+
+@pytest.mark.xfail(strict=True, reason=NOT_MET)
+def test_rna_vae_keeps_the_signal_of_a_linear_encoder(shared_data):
+    vae, pca, h = _vae_vs_pca(shared_data, "rna", per_cancer=200)
+    assert h["status"] == "ok"
+    assert vae >= pca - 0.03
+
+
+@pytest.mark.xfail(strict=True, reason=NOT_MET)
+def test_mutation_vae_at_least_matches_pca(shared_data):
+    vae, pca, h = _vae_vs_pca(shared_data, "mutation", per_cancer=200)
+    assert h["status"] == "ok"
+    assert vae >= pca
 
 
 def test_sbert_report_probe(shared_data):
