@@ -152,8 +152,9 @@ def availability_rows(view: RunView) -> tuple[list[dict[str, Any]], list[str], s
                         by.setdefault(str(cls), {})[name] = n
     if not label:
         return [], [], ""
-    rows = [{label: cls, **{m: str(counts.get(m, 0)) for m in mods}} for cls, counts in sorted(by.items())]
-    return rows, [label, *mods], label
+    order = [m["modality"] for m in modality_rows(view)]  # recipe order
+    rows = [{label: cls, **{m: str(counts.get(m, 0)) for m in order}} for cls, counts in sorted(by.items())]
+    return rows, [label, *order], label
 
 
 def _details_section(view: RunView) -> str:
