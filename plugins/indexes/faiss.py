@@ -13,7 +13,7 @@ only (start-up stays light).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -69,7 +69,7 @@ class FaissFlatIndex(_FaissIndex):
 
     index_name = "faiss-flat"
 
-    def __init__(self, metric: str = "l2"):
+    def __init__(self, metric: Literal["l2", "ip", "cosine"] = "l2"):
         self.metric = check_metric(metric)
 
     def _make(self, d: int, X: np.ndarray) -> Any:
@@ -83,7 +83,7 @@ class FaissHNSWIndex(_FaissIndex):
 
     index_name = "faiss-hnsw"
 
-    def __init__(self, metric: str = "l2", M: int = 32, efConstruction: int = 200, efSearch: int = 128):
+    def __init__(self, metric: Literal["l2", "ip", "cosine"] = "l2", M: int = 32, efConstruction: int = 200, efSearch: int = 128):
         self.metric = check_metric(metric)
         self.M = M
         self.efConstruction = efConstruction
@@ -111,7 +111,7 @@ class FaissIVFIndex(_FaissIndex):
 
     index_name = "faiss-ivf"
 
-    def __init__(self, metric: str = "l2", nlist: int | None = None, nprobe: int = 8):
+    def __init__(self, metric: Literal["l2", "ip", "cosine"] = "l2", nlist: int | None = None, nprobe: int = 8):
         self.metric = check_metric(metric)
         self.nlist = nlist
         self.nprobe = nprobe

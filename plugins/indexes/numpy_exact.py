@@ -3,7 +3,7 @@ for tests and benchmarks (metrics and folder format: ``indexes/common.py``)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -19,7 +19,7 @@ class NumpyExactIndex(BaseIndex):
 
     index_name = "numpy-exact"
 
-    def __init__(self, metric: str = "l2", batch: int = 1024):
+    def __init__(self, metric: Literal["l2", "ip", "cosine"] = "l2", batch: int = 1024):
         self.metric = check_metric(metric)
         self.batch = batch
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -86,7 +86,8 @@ class RnaTableReader(Reader):
     def __init__(self, paths: Any = None, id_column: str = "auto", cancer_column: str | None = None,
                  source_cancer: dict | None = None, labels_file: str | None = None,
                  column_suffix: str | None = None, drop_columns: list | None = None,
-                 combine: str | None = None, join: str = "union", fill: Any = None,
+                 combine: Literal["shared", "union", "per-source-scale"] | None = None,
+                 join: Literal["shared", "union"] = "union", fill: Any = None,
                  log1p: bool = False, zscore: bool = False, nan: str = "error",
                  patients: list | None = None, modality: str = "rna", keep_scale: list | None = None):
         self.paths = paths

@@ -26,7 +26,7 @@ import os
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -293,7 +293,7 @@ class WsiReader(Reader):
 
     def __init__(self, paths: Any = None, magnification: float | None = 20.0, mpp: float | None = None,
                  level: int | None = None, tile_size: int = 256, base_mpp: float | None = None,
-                 base_magnification: float | None = None, tissue: str = "rgb", background_threshold: float = 0.8,
+                 base_magnification: float | None = None, tissue: Literal["rgb", "otsu", "none"] = "rgb", background_threshold: float = 0.8,
                  white_level: int = 220, max_tiles_per_slide: int | None = 200, backend: str = "auto",
                  id_regex: str | None = None, labels_file: str | None = None, output_dir: str | None = None,
                  seed: int = 0, modality: str = "image"):
