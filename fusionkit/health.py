@@ -132,11 +132,13 @@ def linear_probe(X: Any, y: Sequence[Any], n_folds: int = 5, seed: int = 0, C: f
 
 def raw_pca_probe(X: Any, y: Sequence[Any], dim: int = 256, **probe_kw: Any) -> dict[str, Any]:
     """The same probe on the first ``dim`` principal components of a raw input matrix (one row per
-    patient): the linear reference an encoder of that input should at least match."""
+    patient): the linear reference an encoder of that input should at least match. At most a
+    quarter of the patients' worth of components are kept: with as many standardised components as
+    training patients the probe fits the noise components (106 synthetic patients: 0.10 vs 0.9)."""
     X = _matrix(X)
     Xc = X - X.mean(axis=0)
     _, _, Vt = np.linalg.svd(Xc, full_matrices=False)
-    k = min(int(dim), Vt.shape[0])
+    k = min(int(dim), Vt.shape[0], max(2, len(X) // 4))
     res = linear_probe(Xc @ Vt[:k].T, y, **probe_kw)
     res["pca_dim"] = k
     return res

@@ -71,6 +71,8 @@ def test_raw_pca_probe_finds_the_signal():
     Z, y = _clusters(d=64)
     res = health.raw_pca_probe(Z, y, dim=10)
     assert res["pca_dim"] == 10 and res["macro_f1"] > 0.95
+    # never more components than a quarter of the patients (the probe would fit noise components)
+    assert health.raw_pca_probe(Z[:60], y[:60], dim=256)["pca_dim"] == 15
 
 
 def test_collapsed_encoder_output_is_flagged():
