@@ -251,8 +251,8 @@ class LogisticBaseline:
                                                        random_state=self.seed).fit(Z, y))
             self.cancer_ = None
             if self.n_classes > 1 and classes is not None and len(np.unique(classes)) > 1:
-                self.cancer_ = LogisticRegression(C=self.C, max_iter=self.max_iter,
-                                                  random_state=self.seed).fit(Z, classes)
+                self.cancer_ = LogisticRegression(C=self.C, max_iter=self.max_iter, solver="newton-cg",
+                                                  random_state=self.seed).fit(Z, classes)  # as batched.py
         return self
 
     def predict(self, X: np.ndarray) -> dict[str, np.ndarray | None]:
