@@ -223,7 +223,11 @@ def aggregate(plan: DrawPlan, pool: EmbeddingPool, aggregator: Aggregator, *, ch
 
     def one_chunk(start: int) -> None:
         stop = min(n, start + reducer.chunk)
-        out[start:stop] = reducer(start, stop).reshape(stop - start, r * reducer.out_dim)
+        dst = out[start:stop].reshape((stop - start) * r, reducer.out_dim)  # a view of out: written in place
+        inplace = reducer.linear and out.dtype == np.float32 and np.may_share_memory(dst, out)
+        res = reducer(start, stop, dst if inplace else None)
+        if res is not dst:
+            out[start:stop] = res.reshape(stop - start, r * reducer.out_dim)
 
     starts = range(0, n, reducer.chunk)
     # linear chunks are independent (disjoint output rows, per-chunk noise seeds) and
@@ -252,18 +256,20 @@ class _ChunkReducer:
             self.norms = [_row_norms(e, mu) for e, mu in zip(self.embs, self.means)]
         self.buf = None if self.linear else np.empty((chunk * self.r, self.kmax, self.d), dtype=np.float32)
 
-    def __call__(self, start: int, stop: int) -> np.ndarray:
+    def __call__(self, start: int, stop: int, target: np.ndarray | None = None) -> np.ndarray:
         shape = ((stop - start) * self.r, self.kmax)
         mod = self.plan.mod[start:stop].reshape(shape)
         item = self.plan.item[start:stop].reshape(shape)
         noise = self.plan.noise[start:stop].reshape(shape)
         if self.linear:
-            return self._linear(start, mod, item, noise)
+            return self._linear(start, mod, item, noise, target)
         return self._gathered(start, mod, item, noise)
 
-    def _linear(self, start: int, mod: np.ndarray, item: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    def _linear(self, start: int, mod: np.ndarray, item: np.ndarray, noise: np.ndarray,
+                target: np.ndarray | None = None) -> np.ndarray:
         mask = mod >= 0
-        reduced = _linear_reduce(self.aggregator, self.embs, self.norms, self.means, mod, item, noise, mask, self.d)
+        reduced = _linear_reduce(self.aggregator, self.embs, self.norms, self.means, mod, item, noise, mask, self.d,
+                                 target)
         if noise.any():
             w = self.aggregator.weights(mask)[noise]
             vec = _noise(self.noise_seed, start, int(noise.sum()), self.d, self.plan.noise_std)
@@ -315,13 +321,15 @@ def _row_norms(emb: np.ndarray, mu: np.ndarray | None = None, block: int = 65536
 
 def _linear_reduce(aggregator: Aggregator, embs: list[np.ndarray], norms: list[np.ndarray | None],
                    means: list[np.ndarray | None], mod: np.ndarray, item: np.ndarray, noise: np.ndarray,
-                   mask: np.ndarray, d: int) -> np.ndarray:
-    """sum_j w_ij * emb[item_ij] for every aggregate row i, as sparse products."""
+                   mask: np.ndarray, d: int, acc: np.ndarray | None = None) -> np.ndarray:
+    """sum_j w_ij * emb[item_ij] for every aggregate row i (into ``acc`` when given), as
+    embedding bags or sparse products; the first modality's sum is written, the others added."""
     import scipy.sparse as sp
 
     rows_n = mod.shape[0]
     weights = aggregator.weights(mask)
-    acc = np.zeros((rows_n, d), dtype=np.float32)
+    acc = np.empty((rows_n, d), dtype=np.float32) if acc is None else acc
+    filled = False
     for mi, emb in enumerate(embs):
         sel = (mod == mi) & ~noise
         if not sel.any():
@@ -334,14 +342,19 @@ def _linear_reduce(aggregator: Aggregator, embs: list[np.ndarray], norms: list[n
         # np.nonzero is row-major, so the CSR arrays can be built directly (no COO sort)
         indptr = np.zeros(rows_n + 1, dtype=np.int64)
         np.cumsum(np.bincount(r_idx, minlength=rows_n), out=indptr[1:])
-        bag = _bag_sum(emb, cols, indptr, w)
-        if bag is not None:
-            acc += bag
-        else:  # CSR x dense reads each named row of the (memory-mapped) store once and
+        part = _bag_sum(emb, cols, indptr, w)
+        if part is None:  # CSR x dense reads each named row of the (memory-mapped) store once and
             # accumulates it into its aggregate: no gathered copy is ever made
-            acc += sp.csr_matrix((w, cols, indptr), shape=(rows_n, emb.shape[0])) @ emb
+            part = sp.csr_matrix((w, cols, indptr), shape=(rows_n, emb.shape[0])) @ emb
+        if filled:
+            acc += part
+        else:
+            np.copyto(acc, part)
+            filled = True
         if means[mi] is not None:  # sum_j w_ij (x_j - mu) = S x - (sum_j w_ij) mu
             acc -= np.outer(np.bincount(r_idx, weights=w, minlength=rows_n).astype(np.float32), means[mi])
+    if not filled:  # every draw of the chunk is noise
+        acc.fill(0.0)
     return acc
 
 
