@@ -57,11 +57,14 @@ def _classifier(s: Mapping[str, Any]) -> list[tuple[str, list[dict[str, Any]], l
         for model, m in (entry.get("models") or {}).items():
             rows.append({"target": target, "model": model, "k x r": f"{m.get('best_k')} x {m.get('best_repeats')}",
                          "accuracy": m.get("accuracy"), "macro F1": m.get("macro_f1"), "MCC": m.get("mcc"),
+                         "late fusion macro F1": m.get("late_fusion_macro_f1"), "retention": m.get("retention"),
                          "availability only": entry.get("availability_only_accuracy"),
                          "majority class": entry.get("majority_rate")})
-    cols = ["target", "model", "k x r", "accuracy", "macro F1", "MCC", "availability only", "majority class"]
-    return [("Best grid point per target and model (accuracy of an availability-only model and the majority "
-             "rate for reference)", rows, cols)] if rows else []
+    cols = ["target", "model", "k x r", "accuracy", "macro F1", "MCC", "late fusion macro F1", "retention",
+            "availability only", "majority class"]
+    return [("Best grid point per target and model (retention: macro-F1 of the sums / that of the late-fusion "
+             "reference on the same splits; accuracy of an availability-only model and the majority rate for "
+             "reference)", rows, cols)] if rows else []
 
 
 def _gmm(s: Mapping[str, Any]) -> list[tuple[str, list[dict[str, Any]], list[str]]]:
@@ -149,7 +152,8 @@ def _retrieval(s: Mapping[str, Any]) -> list[tuple[str, list[dict[str, Any]], li
     k = s.get("top_k", "k")
     row = {"index": index.get("name", ""), f"precision@{k}": s.get("precision_at_k"),
            "majority vote": s.get("majority_accuracy"), "majority class": s.get("majority_rate"),
-           f"recall@{k} vs exact": s.get("recall_at_k"), "search s": s.get("search_s")}
+           f"recall@{k} vs exact": s.get("recall_at_k"), "search s": s.get("search_s"),
+           f"late fusion precision@{k}": s.get("late_fusion_precision_at_k"), "retention": s.get("retention")}
     return [(f"Nearest patients by aggregate ({s.get('n_patients', '?')} patients, k={s.get('k')}, "
              f"r={s.get('repeats')})", [row], list(row))]
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from fusionkit import DataError, Range, Task, Unit, hookimpl
 from fusionkit.metrics import multiclass_metrics, summarise_rows
-from fusionkit_plugins.tasks.patient import figures
+from fusionkit_plugins.tasks.patient import figures, late_fusion
 from fusionkit_plugins.tasks.patient.common import (AggregateBuilder, availability_only_baseline,
                                                     availability_rows, build_disjoint, check_sampling,
                                                     drop_small, eligible_patients, extremes, fmt, grid_points,
@@ -121,6 +121,23 @@ def classifier_unit(builder: AggregateBuilder, job: dict[str, Any]) -> dict[str,
         pred, info = _fit_predict(model, Xtr, ytr, ptr, Xte, len(classes), job["cfg"], job["seed_model"] + mi)
         m = multiclass_metrics([classes[i] for i in yte], [classes[i] for i in pred], labels=classes)
         out["models"][model] = {"pred": pred.astype(np.int32), "metrics": m, **info}
+    return out
+
+
+def late_fusion_unit(pool: Any, job: dict[str, Any]) -> dict[str, Any]:
+    """The late-fusion reference of one repeat's split (:mod:`.late_fusion`): the same model family
+    on per-modality patient means and availability flags, each part's features from its own rows."""
+    classes = job["classes"]
+    index = {c: i for i, c in enumerate(classes)}
+    ptr, pte = np.asarray(job["train"]).astype(str), np.asarray(job["test"]).astype(str)
+    Xtr, Xte = late_fusion.split_features(pool, ptr, pte)
+    ytr = np.array([index[job["labels"][p]] for p in ptr], dtype=np.int64)
+    yte = np.array([index[job["labels"][p]] for p in pte], dtype=np.int64)
+    out: dict[str, Any] = {"n_features": int(Xtr.shape[1]), "models": {}}
+    for mi, model in enumerate(job["models"]):
+        pred, info = _fit_predict(model, Xtr, ytr, ptr, Xte, len(classes), job["cfg"], job["seed_model"] + mi)
+        m = multiclass_metrics([classes[i] for i in yte], [classes[i] for i in pred], labels=classes)
+        out["models"][late_fusion.PREFIX + model] = {"metrics": m, **info}
     return out
 
 
@@ -278,6 +295,13 @@ class PatientClassifierTask(Task):
             for rep in range(int(self.n_repeats)):
                 tr, te = split_patients(t["pids"], t["y"], self.test_fraction,
                                         ctx.seed_for(name, t["name"], "split", rep))
+                key = ctx.unit_key(name, "late-fusion", params_key, t["name"], tkey, rep)
+                lf_job = {"train": t["pids"][tr].tolist(), "test": t["pids"][te].tolist(), "labels": labels,
+                          "classes": t["classes"], "models": models, "cfg": cfg,
+                          "seed_model": ctx.seed_for(name, t["name"], "late-fusion", rep) % (2 ** 31)}
+                units.append(Unit(key, late_fusion_unit, (builder.pool, lf_job),
+                                  label=f"{t['name']} late fusion #{rep}"))
+                meta[key] = (t["name"], None, None, rep)
                 for k, r in grid:
                     key = ctx.unit_key(name, "classifier", params_key, t["name"], tkey, k, r, rep)
                     job = {"train": t["pids"][tr].tolist(), "test": t["pids"][te].tolist(), "labels": labels,
@@ -313,7 +337,8 @@ class PatientClassifierTask(Task):
             base = availability_only_baseline(ctx.pool, t["pids"], t["y"], ctx.seed_for(name, t["name"], "avail"))
             entry: dict[str, Any] = {"classes": t["classes"], "n_patients": int(len(t["pids"])),
                                      "availability_only_accuracy": base["accuracy"],
-                                     "majority_rate": base["majority_rate"], "models": {}}
+                                     "majority_rate": base["majority_rate"], "models": {},
+                                     "late_fusion": _late_summary(t["name"], models, grid, stat)}
             for model in models:
                 best = self._best_model(ctx, name, t, model, grid, stat, cstat, confusion, figs, paper)
                 if best is not None:
@@ -333,6 +358,8 @@ class PatientClassifierTask(Task):
             return None
         bk, br = max(mcc_grid, key=lambda g: (np.nan_to_num(mcc_grid[g], nan=-2), g[0] * g[1]))
         best = {metric: pick(stat.get((tname, model, bk, br, metric))) for metric in METRICS}
+        best["late_fusion_macro_f1"] = pick(stat.get((tname, late_fusion.PREFIX + model, bk, br, "macro_f1")))
+        best["retention"] = pick(stat.get((tname, model, bk, br, "retention")))
         C = confusion[(tname, model, bk, br)]
         safe = tname.replace(":", "_")
         ctx.write_csv(f"{name}/confusion_{safe}_{model}.csv",
@@ -354,24 +381,43 @@ def _collect(results: dict[str, Any], meta: dict[str, tuple]
     """Tidy rows of every unit: runs, metrics, per-class metrics; confusions summed over repeats."""
     run_rows, metric_rows, class_rows = [], [], []
     confusion: dict[tuple, np.ndarray] = {}
+    late = {(tname, rep): results[key]["models"] for key, (tname, k, _, rep) in meta.items() if k is None}
     for key, (tname, k, r, rep) in meta.items():
+        if k is None:
+            continue
         res = results[key]
         for model, mres in res["models"].items():
             m = mres["metrics"]
             base = {"target": tname, "model": model, "k": k, "repeats": r}
+            ref = late.get((tname, rep), {}).get(late_fusion.PREFIX + model)
+            ref_f1 = ref["metrics"]["macro_f1"] if ref else float("nan")
             run_rows.append({**base, "repeat": rep, "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
                              "mcc": m["mcc"], "balanced_accuracy": m["balanced_accuracy"],
                              "n_train": res["n_train"], "n_test": res["n_test"],
                              "epochs": mres.get("epochs"), "iterations": mres.get("iterations"),
-                             "converged": mres.get("converged")})
+                             "converged": mres.get("converged"), "late_fusion_macro_f1": ref_f1,
+                             "retention": late_fusion.retention(m["macro_f1"], ref_f1)})
             for metric in METRICS:
                 metric_rows.append({**base, "metric": metric, "value": m[metric]})
+            metric_rows.append({**base, "metric": "retention",
+                                "value": late_fusion.retention(m["macro_f1"], ref_f1)})
             for cls, pc in m["per_class"].items():
                 for metric in ("f1", "precision", "recall"):
                     class_rows.append({**base, "class": cls, "metric": metric, "value": pc[metric]})
             ck = (tname, model, k, r)
             confusion[ck] = confusion.get(ck, 0) + np.asarray(m["confusion"])
+        for lmodel, lres in late.get((tname, rep), {}).items():  # the reference, next to each grid point
+            for metric in METRICS:
+                metric_rows.append({"target": tname, "model": lmodel, "k": k, "repeats": r, "metric": metric,
+                                    "value": lres["metrics"][metric]})
     return run_rows, metric_rows, class_rows, confusion
+
+
+def _late_summary(tname: str, models: list[str], grid: list[tuple[int, int]], stat: dict) -> dict[str, Any]:
+    """The late-fusion reference per model family (same splits at every grid point: the first one's rows)."""
+    k, r = grid[0]
+    return {late_fusion.PREFIX + m: {metric: pick(stat.get((tname, late_fusion.PREFIX + m, k, r, metric)))
+                                     for metric in METRICS} for m in models}
 
 
 # ----------------------------------------------------------------------------- paper comparison
@@ -399,6 +445,9 @@ def _paper_rows(tname: str, model: str, bk: int, br: int, grid: list[tuple[int, 
     rows.append(row("accuracy", stat.get((tname, model, bk, br, "accuracy")), ">= 0.7",
                     _meets(stat.get((tname, model, bk, br, "accuracy")), 0.7)))
     rows.append(row("MCC", stat.get((tname, model, bk, br, "mcc")), "", "best grid point"))
+    ref = pick(stat.get((tname, late_fusion.PREFIX + model, bk, br, "macro_f1")))
+    rows.append(row("signal retention (macro-F1 sums / late fusion)", stat.get((tname, model, bk, br, "retention")),
+                    "", f"late fusion ({late_fusion.PREFIX + model}) macro-F1 {fmt(ref['mean'])}"))
     if len(grid) > 1:
         rows.append(_trend_row(exp, tname, model, grid, stat))
     top = _top_confusions(C, classes, n=3)

@@ -12,6 +12,7 @@ import numpy as np
 
 from fusionkit import DataError, Range, Task, Unit, hookimpl
 from fusionkit.metrics import summarise_rows
+from fusionkit_plugins.tasks.patient import late_fusion
 from fusionkit_plugins.tasks.patient.common import (AggregateBuilder, availability_rows, build_disjoint,
                                                     check_sampling, fmt, labelled_cohort, output_name, pick,
                                                     prepare, single_point, split_patients, target_key,
@@ -21,7 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from fusionkit import RunContext
 
 METRICS = ("precision_at_k", "majority_accuracy", "recall_at_k", "exact_precision_at_k",
-           "exact_majority_accuracy", "build_s", "search_s")
+           "exact_majority_accuracy", "build_s", "search_s", "late_fusion_precision_at_k", "retention")
 
 
 # ----------------------------------------------------------------------------- one repeat (a unit)
@@ -82,7 +83,21 @@ def retrieval_unit(builder: AggregateBuilder, job: dict[str, Any]) -> dict[str, 
             out["per_class"] = {c: {"precision_at_k": float(prec[yq == c].mean()),
                                     "majority_accuracy": float((vote[yq == c] == c).mean()),
                                     "queries": int((yq == c).sum())} for c in sorted(set(yq.tolist()))}
+    out["late_fusion_precision_at_k"] = _late_fusion_precision(builder.pool, job, yq, top)
+    out["retention"] = late_fusion.retention(out["precision_at_k"], out["late_fusion_precision_at_k"])
     return out
+
+
+def _late_fusion_precision(pool: Any, job: dict[str, Any], yq: np.ndarray, top: int) -> float:
+    """precision@top of exact cosine search on the late-fusion features (:mod:`.late_fusion`) of the
+    same index and query patients, each part's features from its own rows only."""
+    pi = np.asarray(job["index_patients"]).astype(str)
+    Fi, Fq = late_fusion.split_features(pool, pi, job["query_patients"])
+    Fi /= np.maximum(np.linalg.norm(Fi, axis=1, keepdims=True), 1e-12)
+    Fq /= np.maximum(np.linalg.norm(Fq, axis=1, keepdims=True), 1e-12)
+    order = np.argsort(-(Fq @ Fi.T), axis=1, kind="stable")[:, :top]
+    prec, _ = _neighbour_scores(pi[order], yq, job["labels"])
+    return float(prec.mean())
 
 
 # ----------------------------------------------------------------------------- the task
@@ -196,6 +211,11 @@ class RetrievalTask(Task):
                           "k": k, "repeats": r, "ours_mean": p["mean"], "ours_ci_low": p["ci_low"],
                           "ours_ci_high": p["ci_high"], "paper": "not in the paper (ours)",
                           "note": f"majority class rate {fmt(chance)}" if m != "recall_at_k" else "ANN vs faiss-flat"})
+        p, late = pick(stat.get("retention")), pick(stat.get("late_fusion_precision_at_k"))
+        paper.append({"experiment": f"retrieval ({index_name})", "metric": f"signal retention (precision@{self.top_k} "
+                      "sums / late fusion)", "modality": "all", "k": k, "repeats": r, "ours_mean": p["mean"],
+                      "ours_ci_low": p["ci_low"], "ours_ci_high": p["ci_high"], "paper": "",
+                      "note": f"late-fusion cosine precision@{self.top_k} {fmt(late['mean'])}"})
         return paper
 
     def _save_last(self, ctx: RunContext, name: str, builder: AggregateBuilder, job: dict[str, Any], index: Any,
