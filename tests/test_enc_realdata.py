@@ -94,6 +94,13 @@ NOT_MET = ("issue 15 acceptance not met yet: on the full data rna-vae 0.60 vs PC
            "mutation-vae 0.51 vs PCA-256 0.64 (docs/RESULTS.md, Issue 15); remove this mark when it passes")
 
 
+#: the two VAE-vs-PCA acceptance probes fit full VAEs on ~1,000 real patients: ~8 min together on
+#: 2 cores, for a result that is known not to be met yet (NOT_MET); opt in with FUSIONKIT_SLOW=1
+slow_probe = pytest.mark.skipif(os.environ.get("FUSIONKIT_SLOW") != "1",
+                                reason="VAE-vs-PCA acceptance probe takes ~8 min on 2 cores; set FUSIONKIT_SLOW=1")
+
+
+@slow_probe
 @pytest.mark.xfail(strict=True, reason=NOT_MET)
 def test_rna_vae_keeps_the_signal_of_a_linear_encoder(shared_data):
     vae, pca, h = _vae_vs_pca(shared_data, "rna", per_cancer=200)
@@ -101,6 +108,7 @@ def test_rna_vae_keeps_the_signal_of_a_linear_encoder(shared_data):
     assert vae >= pca - 0.03
 
 
+@slow_probe
 @pytest.mark.xfail(strict=True, reason=NOT_MET)
 def test_mutation_vae_at_least_matches_pca(shared_data):
     vae, pca, h = _vae_vs_pca(shared_data, "mutation", per_cancer=200)
