@@ -63,7 +63,9 @@ def run(quick: bool = False, tmp: Path | None = None) -> list[dict[str, Any]]:
     rows = [row(BENCH, "wall time cold [s]", cold["wall_s"], None, target="<= 300 s", met=cold["wall_s"] <= 300,
                 unit="s", note=note),
             row(BENCH, "wall time warm [s]", w_wall, None, target="<= 30 s",
-                met=None if w_wall is None else w_wall <= 30, unit="s", note="same cache, fresh output folder"),
+                met=None if w_wall is None else w_wall <= 30, unit="s",
+                note="same cache, fresh output folder" + ("" if warm is None or warm["rc"] == 0 else
+                                                           f"; FAILED rc {warm['rc']}: {warm['output_tail'][-300:]}")),
             row(BENCH, "peak RSS cold / warm [GiB]", cold["peak_rss_bytes"] / 2 ** 30,
                 None if warm is None else warm["peak_rss_bytes"] / 2 ** 30, target="<= 2 GiB",
                 met=cold["peak_rss_bytes"] <= 2 * 2 ** 30, unit="GiB",
