@@ -55,7 +55,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -453,7 +453,7 @@ class RecognizerTask(_RecognizerBase):
 
     def __init__(self, sampling: str = "", k: Any = None, n_per_k: int | None = None, n_repeats: int = 30,
                  modes: list | tuple = ("isolation", "composite"), perturbations: list | tuple = (),
-                 baseline: bool = False, hidden: list | tuple = (512, 256), head_hidden: int = 32, dropout: float = 0.2, loss: Literal["mse", "mae", "bce"] = "mse",
+                 baseline: bool = False, hidden: list | tuple = (512, 256), head_hidden: int = 32, dropout: float = 0.2, loss: str = "mse",
                  head_weights: dict | None = None, predict_counts: bool = False, count_weight: float = 1.0,
                  predict_cancer: bool = False, cancer_weight: float = 1.0, lr: float = 1e-3,
                  batch_size: int = 256, max_epochs: int = 100, patience: int = 8, weight_decay: float = 0.0,
