@@ -239,19 +239,24 @@ def cache() -> None:
     """Show (ls) and clean (prune) cached embeddings, encoder state and experiment repeats."""
 
 
+def _open_cache(ctx: click.Context, where: str | None) -> tuple[Path, list[Any]]:
+    """The cache folder named by WHERE and its entries; a bad WHERE is one message, exit 1."""
+    try:
+        root = resolve_cache_dir(where)
+        return root, scan(root)
+    except FusionkitError as err:
+        click.echo(f"error: {err}", err=True)
+        ctx.exit(1)
+        raise  # not reached: ctx.exit raises
+
+
 @cache.command(name="ls")
 @click.argument("where", required=False)
 @click.option("--json", "as_json", is_flag=True, help="JSON entries with provenance.")
 @click.pass_context
 def ls_cmd(ctx: click.Context, where: str | None, as_json: bool) -> None:
     """List the entries of a cache (WHERE: cache folder, run folder or recipe; default $FUSIONKIT_CACHE)."""
-    try:
-        root = resolve_cache_dir(where)
-        entries = scan(root)
-    except FusionkitError as err:
-        click.echo(f"error: {err}", err=True)
-        ctx.exit(1)
-        return
+    root, entries = _open_cache(ctx, where)
     code = _current_code_from(ctx)
     for e in entries:
         if e.kind == "store" and e.status == "ok":
@@ -280,13 +285,7 @@ def ls_cmd(ctx: click.Context, where: str | None, as_json: bool) -> None:
 def prune_cmd(ctx: click.Context, where: str | None, older_than: float | None, everything: bool, dry_run: bool,
               as_json: bool) -> None:
     """Remove entries that can never be used again (finished work, uncommitted or stale stores)."""
-    try:
-        root = resolve_cache_dir(where)
-        entries = scan(root)
-    except FusionkitError as err:
-        click.echo(f"error: {err}", err=True)
-        ctx.exit(1)
-        return
+    root, entries = _open_cache(ctx, where)
     code = _current_code_from(ctx)
     cutoff = None if older_than is None else _dt.datetime.now(_dt.timezone.utc) - _dt.timedelta(days=older_than)
     gone = []

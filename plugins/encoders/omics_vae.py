@@ -33,6 +33,7 @@ from fusionkit import hookimpl
 from fusionkit import Encoder, ModalityData
 from fusionkit import DataError, Range
 
+from fusionkit_plugins.encoders.features import align_features
 from fusionkit_plugins.encoders.vae_networks import ARCHITECTURES, build_vae, paper_hidden
 
 log = logging.getLogger(__name__)
@@ -157,25 +158,11 @@ class _OmicsVAE(Encoder):
 
     def _align(self, X: np.ndarray, names: list[str] | None) -> np.ndarray:
         """Reorder columns to the fitted feature order; missing features take the fitted minimum."""
-        if X.shape[1] == self.in_dim_ and (names is None or self.feature_names_ is None
-                                          or names == self.feature_names_):
-            return X
-        if names is None or self.feature_names_ is None:
-            raise DataError(f"{self._name()} was fitted on {self.in_dim_} features but got {X.shape[1]}",
-                            hint="encode the same feature columns the encoder was fitted on")
-        pos = {n: i for i, n in enumerate(names)}
-        idx = np.array([pos.get(n, -1) for n in self.feature_names_])
-        present = idx >= 0
-        if present.mean() < 0.5:
-            raise DataError(f"{self._name()}: only {int(present.sum())} of {self.in_dim_} fitted features "
-                            f"are present in the input", hint="encode data with the fitted gene set, "
-                            "or fit the encoder on this data")
-        out = np.repeat(self.min_[None, :].astype(np.float32), X.shape[0], axis=0) if self.scale_inputs \
-            else np.zeros((X.shape[0], self.in_dim_), dtype=np.float32)
-        out[:, present] = X[:, idx[present]]
-        if not present.all():
+        fill = self.min_.astype(np.float32) if self.scale_inputs else np.zeros(self.in_dim_, dtype=np.float32)
+        out, missing = align_features(X, names, self.feature_names_, self.in_dim_, fill, self._name())
+        if missing:
             log.warning("%s: %d fitted features missing from input; filled with the fitted minimum",
-                        self._name(), int((~present).sum()))
+                        self._name(), missing)
         return out
 
     def _scale(self, X: np.ndarray) -> np.ndarray:

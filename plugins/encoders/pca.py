@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from fusionkit import DataError, Encoder, ModalityData, hookimpl
+from fusionkit_plugins.encoders.features import align_features
 
 log = logging.getLogger(__name__)
 
@@ -96,21 +97,8 @@ class PCAEncoder(Encoder):
         return self
 
     def _align(self, X: np.ndarray, names: list[str] | None) -> np.ndarray:
-        if X.shape[1] == self.in_dim_ and (names is None or self.feature_names_ is None
-                                          or names == self.feature_names_):
-            return X
-        if names is None or self.feature_names_ is None:
-            raise DataError(f"pca encoder was fitted on {self.in_dim_} features but got {X.shape[1]}",
-                            hint="encode the same feature columns the encoder was fitted on")
-        pos = {n: i for i, n in enumerate(names)}
-        idx = np.array([pos.get(n, -1) for n in self.feature_names_])
-        present = idx >= 0
-        if present.mean() < 0.5:
-            raise DataError(f"pca encoder: only {int(present.sum())} of {self.in_dim_} fitted features are present",
-                            hint="encode data with the fitted feature set, or fit the encoder on this data")
-        out = np.repeat(self.mean_[None, :], X.shape[0], axis=0)
-        out[:, present] = X[:, idx[present]]
-        return out
+        """Reorder columns to the fitted feature order; missing features take the fitted mean."""
+        return align_features(X, names, self.feature_names_, self.in_dim_, self.mean_, "pca encoder")[0]
 
     def encode(self, data: ModalityData | np.ndarray, ctx: Any = None) -> np.ndarray:
         if not hasattr(self, "components_"):
