@@ -35,6 +35,17 @@ def class_weights(y: np.ndarray, n_classes: int, class_weight: Any) -> np.ndarra
     raise ValueError(f"class_weight must be null, 'balanced' or a mapping, got {class_weight!r}")
 
 
+def mlp_forward(X: np.ndarray, mean: np.ndarray, std: np.ndarray,
+                layers: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Forward pass of a standardised ReLU MLP held as numpy ``(W (in, out), b)`` layers (float32)."""
+    h = (np.asarray(X, dtype=np.float32) - mean) / std
+    for i, (W, b) in enumerate(layers):
+        h = h @ W + b
+        if i < len(layers) - 1:
+            np.maximum(h, 0, out=h)
+    return h
+
+
 @dataclass
 class DenseClassifier:
     """A trained dense classifier: numpy weights, torch only needed to build it."""
@@ -46,12 +57,7 @@ class DenseClassifier:
     best_epoch: int = 0
 
     def logits(self, X: np.ndarray) -> np.ndarray:
-        h = (np.asarray(X, dtype=np.float32) - self.mean) / self.std
-        for i, (W, b) in enumerate(self.layers):
-            h = h @ W + b
-            if i < len(self.layers) - 1:
-                np.maximum(h, 0, out=h)
-        return h
+        return mlp_forward(X, self.mean, self.std, self.layers)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         z = self.logits(X)

@@ -25,6 +25,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from fusionkit.training import mlp_forward
+
 __all__ = ["RiskSets", "risk_sets", "cox_nll", "DeepCox", "train_deep_cox"]
 
 
@@ -98,12 +100,7 @@ class DeepCox:
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Risk scores (log hazard ratios up to a constant), float64 (n,)."""
-        h = (np.asarray(X, dtype=np.float32) - self.mean) / self.std
-        for i, (W, b) in enumerate(self.layers):
-            h = h @ W + b
-            if i < len(self.layers) - 1:
-                np.maximum(h, 0, out=h)
-        return h[:, 0].astype(np.float64)
+        return mlp_forward(X, self.mean, self.std, self.layers)[:, 0].astype(np.float64)
 
 
 def _network(width: int, hidden: Sequence[int], dropout: float) -> Any:
