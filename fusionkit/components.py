@@ -364,7 +364,22 @@ class Perturbation(Component):
 class Aggregator(Component):
     """Reduces gathered draws ``(n, k_max, d)`` with a mask ``(n, k_max)`` to ``(n, out)``.
 
-    ``fusionkit.aggregate`` reads ``linear``, ``l2_normalize`` and ``center``.
+    ``fusionkit.aggregate`` reads ``linear``, ``l2_normalize``, ``center`` and ``scale``,
+    and prepares each draw ``x`` of modality ``m`` before weighting it:
+
+    * ``center``: ``x - mean_m``, the mean vector of m's whole store (label-free);
+    * ``l2_normalize`` (linear aggregators): divided by its norm (after centring);
+    * ``scale``: divided by ``rms_m``, the root mean square entry of m's whole store
+      (of ``x - mean_m`` with ``center``: the root mean of its column variances), so
+      that every modality's draws have a mean squared entry of 1 and each contributes
+      equally, in expected squared norm, to a sum, whatever its encoder's scale.
+      ``rms_m`` is one scalar per modality, computed once per store (blockwise,
+      cached with the mean; ``ModalityView.rms``). With ``l2_normalize`` every draw
+      already has norm 1, so ``scale`` changes nothing.
+
+    Draws replaced by noise (``gaussian-replace``) are not store rows: they are
+    neither centred nor scaled, so the noise ``std`` is measured against the
+    prepared draws (with ``scale``: against a per-entry RMS of 1).
     """
 
     component_kind = "aggregator"
@@ -376,6 +391,8 @@ class Aggregator(Component):
     l2_normalize: bool = False
     #: subtract each modality's mean vector (over its whole store) from its draws
     center: bool = False
+    #: divide each modality's draws by its store's RMS entry (of x - mean with ``center``)
+    scale: bool = False
 
     def output_dim(self, dim: int, k_max: int) -> int:
         return dim

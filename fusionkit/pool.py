@@ -38,13 +38,29 @@ class ModalityView:
 
     def mean(self, block: int = 65536) -> np.ndarray:
         """Mean vector of the whole store (all rows, label-free; cached), float32."""
-        cached = getattr(self, "_mean", None)
+        return self._moments(block)[0].astype(np.float32)
+
+    def rms(self, center: bool = False, block: int = 65536) -> float:
+        """Root mean square entry of the whole store (all rows, label-free; cached): of
+        ``x - mean()`` when ``center`` (the root mean of its column variances), else of ``x``.
+        1.0 for a store whose entries are all zero (or all equal, centred)."""
+        mean, meansq = self._moments(block)
+        ms = float(np.mean(meansq - mean * mean)) if center else float(np.mean(meansq))
+        return float(np.sqrt(ms)) if ms > 0 else 1.0
+
+    def _moments(self, block: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+        """Per-column mean and mean square over the whole store, float64, in one blockwise pass."""
+        cached = getattr(self, "_moments_cache", None)
         if cached is None:
-            total = np.zeros(self.embeddings.shape[1], dtype=np.float64)
-            for i in range(0, self.embeddings.shape[0], block):
-                total += np.asarray(self.embeddings[i:i + block], dtype=np.float64).sum(axis=0)
-            cached = (total / max(1, self.embeddings.shape[0])).astype(np.float32)
-            self._mean = cached
+            n, d = self.embeddings.shape
+            total, total_sq = np.zeros(d, dtype=np.float64), np.zeros(d, dtype=np.float64)
+            for i in range(0, n, block):
+                rows = np.asarray(self.embeddings[i:i + block], dtype=np.float64)
+                total += rows.sum(axis=0)
+                np.square(rows, out=rows)
+                total_sq += rows.sum(axis=0)
+            cached = (total / max(1, n), total_sq / max(1, n))
+            self._moments_cache = cached
         return cached
 
 
@@ -152,6 +168,8 @@ class EmbeddingPool:
                 rows = rows[np.isin(v.patient_ids[rows], keep)]
             views[name] = ModalityView(name=name, embeddings=v.embeddings, patient_ids=v.patient_ids,
                                        labels=v.labels, rows=rows)
+            if hasattr(v, "_moments_cache"):  # whole-store statistics: the same store, so still valid
+                views[name]._moments_cache = v._moments_cache
         pool = EmbeddingPool.__new__(EmbeddingPool)
         pool.views = views
         pool.labels = self.labels
@@ -205,13 +223,23 @@ def aggregate(plan: DrawPlan, pool: EmbeddingPool, aggregator: Aggregator, *, ch
               threads: int | None = 1) -> Aggregates:
     """Gather the rows a plan names and reduce them, chunk by chunk.
 
-    Linear aggregators (sum, mean) take a fast path: per chunk and modality one
-    sparse (aggregates x rows) product with the memory-mapped store, which
-    gathers and accumulates each row once, with no intermediate buffer. Other
-    aggregators get a gathered ``(chunk*r, k_max, d)`` buffer. Either way memory
-    beyond the output is bounded by ``chunk``. Noise draws get fresh
-    N(0, plan.noise_std) vectors from a generator seeded by ``noise_seed`` and
-    the chunk's start, so results do not depend on execution order.
+    Linear aggregators (sum, mean) take a fast path that never makes a gathered
+    copy: each draw's store row is read once and accumulated, with its weight
+    (the aggregator's slot weight, the modality's ``scale`` factor and, with
+    ``l2_normalize``, one over its norm), straight into the output. With torch
+    it runs ``embedding_bag`` over the memory-mapped store in slices of a few
+    dozen aggregates, so that each output row stays in the core's cache while
+    every modality adds into it; without torch, one sparse (aggregates x rows)
+    product per chunk and modality. Other aggregators get a gathered
+    ``(chunk*r, k_max, d)`` buffer. Either way memory beyond the output is
+    bounded by ``chunk``. Noise draws get fresh N(0, plan.noise_std) vectors
+    from a generator seeded by ``noise_seed`` and the chunk's start, so results
+    do not depend on execution order.
+
+    ``threads`` (None: all cores) linear chunks run at once, each on one thread
+    (torch's own intra-op threads are held at one for the call: many small
+    parallel regions, each a fork and a barrier, cost more than they give and
+    collapse when the cores are shared with other jobs).
     """
     for m in plan.modalities:
         if m not in pool.views:
@@ -231,9 +259,10 @@ def aggregate(plan: DrawPlan, pool: EmbeddingPool, aggregator: Aggregator, *, ch
 
     starts = range(0, n, reducer.chunk)
     # linear chunks are independent (disjoint output rows, per-chunk noise seeds) and
-    # scipy's sparse product releases the GIL: run them on up to `threads` cores (None: all)
+    # torch / scipy release the GIL: run them on up to `threads` cores (None: all)
     workers = 1 if not reducer.linear else max(1, min(int(threads or os.cpu_count() or 1), len(starts)))
-    _run_chunks(one_chunk, starts, workers, progress)
+    with _one_torch_thread(_torch_for(reducer.embs) if reducer.linear else None):
+        _run_chunks(one_chunk, starts, workers, progress)
     return Aggregates(X=out, modalities=list(plan.modalities), counts=plan.counts(), k=plan.k.copy(),
                       patient_ids=None if plan.patient_ids is None else plan.patient_ids.copy(),
                       group_labels={k: v.copy() for k, v in plan.group_labels.items()},
@@ -248,9 +277,12 @@ class _ChunkReducer:
         self.d = pool.dim
         _, self.r, self.kmax = plan.mod.shape
         self.out_dim = int(aggregator.output_dim(self.d, self.kmax))
-        self.embs = [pool.views[m].embeddings for m in plan.modalities]
+        views = [pool.views[m] for m in plan.modalities]
+        self.embs = [v.embeddings for v in views]
         self.linear = bool(aggregator.linear)
-        self.means = [pool.views[m].mean() if aggregator.center else None for m in plan.modalities]
+        self.means = [v.mean() if aggregator.center else None for v in views]
+        #: per-modality factor of every draw (``scale``: one over the store's RMS; 1.0 otherwise)
+        self.scales = [modality_scale(v, aggregator) for v in views]
         self.norms: list[np.ndarray | None] = [None] * len(self.embs)
         if self.linear and aggregator.l2_normalize:
             self.norms = [_row_norms(e, mu) for e, mu in zip(self.embs, self.means)]
@@ -268,10 +300,11 @@ class _ChunkReducer:
     def _linear(self, start: int, mod: np.ndarray, item: np.ndarray, noise: np.ndarray,
                 target: np.ndarray | None = None) -> np.ndarray:
         mask = mod >= 0
-        reduced = _linear_reduce(self.aggregator, self.embs, self.norms, self.means, mod, item, noise, mask, self.d,
+        weights = self.aggregator.weights(mask)
+        reduced = _linear_reduce(self.embs, self.norms, self.means, self.scales, mod, item, noise, weights, self.d,
                                  target)
-        if noise.any():
-            w = self.aggregator.weights(mask)[noise]
+        if noise.any():  # noise draws are not store rows: no centring, no scale (see Aggregator.scale)
+            w = weights[noise]
             vec = _noise(self.noise_seed, start, int(noise.sum()), self.d, self.plan.noise_std)
             if self.aggregator.l2_normalize:
                 vec /= np.maximum(np.linalg.norm(vec, axis=1, keepdims=True), 1e-12)
@@ -287,9 +320,41 @@ class _ChunkReducer:
                 G[sel] = emb[item[sel]]
                 if self.means[mi] is not None:
                     G[sel] -= self.means[mi]
+                if self.scales[mi] != 1.0:
+                    G[sel] *= np.float32(self.scales[mi])
         if noise.any():
             G[noise] = _noise(self.noise_seed, start, int(noise.sum()), self.d, self.plan.noise_std)
         return self.aggregator.reduce(G, mod >= 0)
+
+
+def modality_scale(view: ModalityView, aggregator: Aggregator) -> float:
+    """The factor ``aggregate`` gives every draw of ``view``: with ``aggregator.scale``, one
+    over the store's RMS entry (of ``x - mean`` when ``center``), so that each modality's
+    draws have a mean squared entry of 1; 1.0 without ``scale`` or with ``l2_normalize``
+    (unit-norm draws already weigh the same whatever the modality)."""
+    if not aggregator.scale or aggregator.l2_normalize:
+        return 1.0
+    return 1.0 / view.rms(center=bool(aggregator.center))
+
+
+def _one_torch_thread(torch: Any) -> Any:
+    """Hold ``torch`` (when given) at one intra-op thread for the block, restored after.
+
+    OpenMP keeps the count per thread: worker threads started inside the block take one
+    (see ``_worker_init``), the calling thread gets its own count back at the end."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def held() -> Any:
+        old = 1 if torch is None else torch.get_num_threads()
+        if old != 1:
+            torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            if old != 1:
+                torch.set_num_threads(old)
+    return held()
 
 
 def _run_chunks(one_chunk: Any, starts: range, workers: int, progress: Any) -> None:
@@ -299,10 +364,18 @@ def _run_chunks(one_chunk: Any, starts: range, workers: int, progress: Any) -> N
         return
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(max_workers=workers) as pool_:
+    with ThreadPoolExecutor(max_workers=workers, initializer=_worker_init) as pool_:
         done = pool_.map(one_chunk, starts)
         for _ in (progress(done, total=len(starts)) if progress is not None else done):
             pass
+
+
+def _worker_init() -> None:
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None:  # each worker one torch thread (see _one_torch_thread)
+        torch.set_num_threads(1)
 
 
 def _noise(seed: int, start: int, count: int, d: int, std: float) -> np.ndarray:
@@ -319,53 +392,118 @@ def _row_norms(emb: np.ndarray, mu: np.ndarray | None = None, block: int = 65536
     return out
 
 
-def _linear_reduce(aggregator: Aggregator, embs: list[np.ndarray], norms: list[np.ndarray | None],
-                   means: list[np.ndarray | None], mod: np.ndarray, item: np.ndarray, noise: np.ndarray,
-                   mask: np.ndarray, d: int, acc: np.ndarray | None = None) -> np.ndarray:
-    """sum_j w_ij * emb[item_ij] for every aggregate row i (into ``acc`` when given), as
-    embedding bags or sparse products; the first modality's sum is written, the others added."""
-    import scipy.sparse as sp
+#: rows of one slice of the torch path: the slice's output and one modality's partial sum stay
+#: in a core's L2 cache (2 x 128 KiB at d = 768) while the modalities add into it
+_SLICE_BYTES = 128 * 1024
 
+
+def _linear_reduce(embs: list[np.ndarray], norms: list[np.ndarray | None], means: list[np.ndarray | None],
+                   scales: list[float], mod: np.ndarray, item: np.ndarray, noise: np.ndarray, weights: np.ndarray,
+                   d: int, acc: np.ndarray | None = None) -> np.ndarray:
+    """``sum_j w_ij * scale_m * (emb_m[item_ij] - mean_m)`` for every aggregate row i over its
+    real draws (into ``acc`` when given; noise slots are left to the caller).
+
+    Each modality's draws become a CSR list (rows, weights); the centring term is the
+    weight sum times the mean, subtracted once at the end (float64 product, so both
+    ways below give the same values to float32 rounding of the partial sums)."""
     rows_n = mod.shape[0]
-    weights = aggregator.weights(mask)
     acc = np.empty((rows_n, d), dtype=np.float32) if acc is None else acc
-    filled = False
-    for mi, emb in enumerate(embs):
+    parts = []  # (modality, cols, indptr, w)
+    wsum = np.zeros((rows_n, len(embs)), dtype=np.float64) if any(m is not None for m in means) else None
+    for mi in range(len(embs)):
         sel = (mod == mi) & ~noise
         if not sel.any():
             continue
-        r_idx, s_idx = np.nonzero(sel)
+        r_idx, s_idx = np.nonzero(sel)  # row-major: the CSR arrays are built directly (no COO sort)
         cols = item[r_idx, s_idx]
         w = weights[r_idx, s_idx].astype(np.float32)
+        if scales[mi] != 1.0:
+            w *= np.float32(scales[mi])
         if norms[mi] is not None:
             w = w / norms[mi][cols]
-        # np.nonzero is row-major, so the CSR arrays can be built directly (no COO sort)
         indptr = np.zeros(rows_n + 1, dtype=np.int64)
         np.cumsum(np.bincount(r_idx, minlength=rows_n), out=indptr[1:])
-        part = _bag_sum(emb, cols, indptr, w)
-        if part is None:  # CSR x dense reads each named row of the (memory-mapped) store once and
-            # accumulates it into its aggregate: no gathered copy is ever made
-            part = sp.csr_matrix((w, cols, indptr), shape=(rows_n, emb.shape[0])) @ emb
+        parts.append((mi, cols, indptr, w))
+        if wsum is not None and means[mi] is not None:
+            wsum[:, mi] = np.bincount(r_idx, weights=w, minlength=rows_n)
+    mu = None if wsum is None else np.stack([np.zeros(d) if m is None else np.asarray(m, dtype=np.float64)
+                                             for m in means])
+    torch = _torch_for(embs)
+    if torch is not None:
+        _bags_into(torch, embs, parts, acc, wsum, mu)
+    else:
+        _csr_into(embs, parts, acc, wsum, mu)
+    return acc
+
+
+def _center_term(wsum: np.ndarray, mu: np.ndarray) -> np.ndarray:
+    """``sum_m wsum[:, m] * mu[m]`` as float32: what centring subtracts from each row."""
+    return (wsum @ mu).astype(np.float32)
+
+
+def _csr_into(embs: list[np.ndarray], parts: list, acc: np.ndarray, wsum: np.ndarray | None,
+              mu: np.ndarray | None) -> None:
+    """The no-torch way: per modality one CSR (rows x store) product with the store, which
+    reads each named row once and accumulates it into its aggregate."""
+    import scipy.sparse as sp
+
+    rows_n = acc.shape[0]
+    filled = False
+    for mi, cols, indptr, w in parts:
+        part = sp.csr_matrix((w, cols, indptr), shape=(rows_n, embs[mi].shape[0])) @ embs[mi]
         if filled:
             acc += part
         else:
             np.copyto(acc, part)
             filled = True
-        if means[mi] is not None:  # sum_j w_ij (x_j - mu) = S x - (sum_j w_ij) mu
-            acc -= np.outer(np.bincount(r_idx, weights=w, minlength=rows_n).astype(np.float32), means[mi])
     if not filled:  # every draw of the chunk is noise
         acc.fill(0.0)
-    return acc
+    if wsum is not None:
+        acc -= _center_term(wsum, mu)
+
+
+def _bags_into(torch: Any, embs: list[np.ndarray], parts: list, acc: np.ndarray, wsum: np.ndarray | None,
+               mu: np.ndarray | None) -> None:
+    """The torch way: ``embedding_bag(mode="sum", per_sample_weights=w)`` over the zero-copy
+    (memory-mapped) store, one slice of aggregate rows at a time, each modality's sums added
+    into the output slice while it is still in cache."""
+    import warnings
+
+    rows_n, d = acc.shape
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a read-only memmap: torch warns, and it is only read
+        tparts = [(torch.from_numpy(embs[mi]), torch.from_numpy(np.ascontiguousarray(cols, dtype=np.int64)),
+                   indptr, torch.from_numpy(w)) for mi, cols, indptr, w in parts]
+    out = torch.from_numpy(acc)
+    bag = torch.nn.functional.embedding_bag
+    step = max(8, _SLICE_BYTES // (4 * d))
+    for s in range(0, rows_n, step):
+        e = min(rows_n, s + step)
+        dst = out[s:e]
+        filled = False
+        for weight, cols, indptr, w in tparts:
+            lo, hi = int(indptr[s]), int(indptr[e])
+            if lo == hi:
+                continue
+            part = bag(cols[lo:hi], weight, torch.from_numpy(indptr[s:e] - lo), mode="sum",
+                       per_sample_weights=w[lo:hi])
+            if filled:
+                dst.add_(part)
+            else:
+                dst.copy_(part)
+                filled = True
+        if not filled:
+            dst.zero_()
+        if wsum is not None:
+            dst.sub_(torch.from_numpy(_center_term(wsum[s:e], mu)))
 
 
 _TORCH: list[Any] = []  # [torch module or None], resolved on first use
 
 
-def _bag_sum(emb: np.ndarray, cols: np.ndarray, indptr: np.ndarray, w: np.ndarray) -> np.ndarray | None:
-    """``sum_j w_j emb[cols_j]`` per CSR row by ``torch.nn.functional.embedding_bag`` over the
-    (memory-mapped, zero-copy) store: one fused gather + weighted sum, GIL released, about
-    1.1-1.4x the CSR product. None (the caller uses the CSR product) without torch or for a
-    store that is not a float32 ndarray."""
+def _torch_for(embs: list[np.ndarray]) -> Any:
+    """torch, when it is installed and every store is a float32 2-D ndarray (memmaps included);
+    else None (the CSR product is used)."""
     if not _TORCH:
         try:
             import torch
@@ -373,17 +511,9 @@ def _bag_sum(emb: np.ndarray, cols: np.ndarray, indptr: np.ndarray, w: np.ndarra
             torch = None
         _TORCH.append(torch)
     torch = _TORCH[0]
-    if torch is None or not isinstance(emb, np.ndarray) or emb.dtype != np.float32 or emb.ndim != 2:
+    if torch is None or not all(isinstance(e, np.ndarray) and e.dtype == np.float32 and e.ndim == 2 for e in embs):
         return None
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a read-only memmap: torch warns, and it is only read
-        weight = torch.from_numpy(emb)
-    out = torch.nn.functional.embedding_bag(torch.from_numpy(np.ascontiguousarray(cols, dtype=np.int64)), weight,
-                                            torch.from_numpy(indptr[:-1]), mode="sum",
-                                            per_sample_weights=torch.from_numpy(w))
-    return out.numpy()
+    return torch
 
 
 def save_aggregates(path: Any, agg: Aggregates) -> None:

@@ -1,4 +1,5 @@
-"""pool._bag_sum (torch embedding_bag over the store) gives the CSR product's aggregates."""
+"""The torch path of linear aggregation (embedding_bag over the store, slice by slice) gives
+the CSR product's aggregates, for every option and thread count."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from fusionkit.pool import EmbeddingPool, aggregate
 def _pool(tmp_path, memmap: bool) -> EmbeddingPool:
     rng = np.random.default_rng(3)
     arrays = {}
-    for name, n in (("rna", 50), ("mut", 40), ("text", 150)):
-        X = rng.normal(size=(n, 16)).astype(np.float32)
+    for name, n, s in (("rna", 50, 1.0), ("mut", 40, 30.0), ("text", 150, 0.2)):
+        X = (rng.normal(size=(n, 16)) * s + s).astype(np.float32)
         if memmap:
             np.save(tmp_path / f"{name}.npy", X)
             X = np.load(tmp_path / f"{name}.npy", mmap_mode="r")
@@ -28,17 +29,46 @@ def test_bag_fast_path_equals_csr_path(plugin_system, tmp_path, monkeypatch, mem
     plan = plugin_system.create("sampler", "modality-level", {"k": "3..9", "n": 40}).plan(pool, np.random.default_rng(5))
     plan = plugin_system.create("perturbation", "gaussian-replace", {"fraction": 0.3}).apply(
         plan, np.random.default_rng(1))
+    real = pool_mod._torch_for
     calls = []
-    real = pool_mod._bag_sum
-    monkeypatch.setattr(pool_mod, "_bag_sum", lambda *a: calls.append(1) or real(*a))
+    # slices of 8 rows: a 32-row chunk crosses several slices, and some slices hold only noise
+    monkeypatch.setattr(pool_mod, "_SLICE_BYTES", 8 * 4 * 16)
     for name in ("sum", "mean"):
-        for l2, center in ((False, False), (True, True)):
-            agg = plugin_system.create("aggregator", name, {"l2_normalize": l2, "center": center})
+        for l2, center, scale in ((False, False, False), (True, True, False), (False, False, True),
+                                  (False, True, True), (True, False, True)):
+            agg = plugin_system.create("aggregator", name, {"l2_normalize": l2, "center": center, "scale": scale})
             for threads in (1, 2):
-                monkeypatch.setattr(pool_mod, "_bag_sum", lambda *a: calls.append(1) or real(*a))
+                monkeypatch.setattr(pool_mod, "_torch_for", lambda embs: calls.append(1) or real(embs))
                 fast = aggregate(plan, pool, agg, chunk=32, noise_seed=4, threads=threads).X
-                monkeypatch.setattr(pool_mod, "_bag_sum", lambda *a: None)  # the CSR fallback
+                monkeypatch.setattr(pool_mod, "_torch_for", lambda embs: None)  # the CSR fallback
                 csr = aggregate(plan, pool, agg, chunk=32, noise_seed=4, threads=threads).X
-                np.testing.assert_allclose(fast, csr, rtol=1e-6, atol=1e-6)
-    assert calls, "the torch path was not taken"
-    assert real(np.zeros((3, 2), np.float64), np.zeros(1, np.int64), np.array([0, 1]), np.ones(1, np.float32)) is None
+                scale_ = np.abs(csr).max()
+                np.testing.assert_allclose(fast, csr, rtol=1e-5, atol=1e-6 * scale_, err_msg=f"{name} {l2} {center} {scale}")
+    assert calls and real(pool_mod._ChunkReducer(plan, pool, agg, 32, 0).embs) is not None, "the torch path was not taken"
+    assert real([np.zeros((3, 2), np.float64)]) is None  # not float32: the CSR product
+
+
+def test_torch_path_same_for_any_slice_and_chunk(plugin_system, tmp_path, monkeypatch):
+    """Slices and chunks only cut the work: the same aggregates for any sizes (noise aside,
+    whose seeds follow the chunks)."""
+    pytest.importorskip("torch")
+    pool = _pool(tmp_path, True)
+    plan = plugin_system.create("sampler", "modality-level", {"k": "3..9", "n": 60}).plan(pool, np.random.default_rng(2))
+    agg = plugin_system.create("aggregator", "sum", {"center": True, "scale": True})
+    ref = aggregate(plan, pool, agg, chunk=4096).X
+    for slice_rows, chunk in ((1, 7), (5, 100), (64, 33)):
+        monkeypatch.setattr(pool_mod, "_SLICE_BYTES", slice_rows * 4 * 16)
+        np.testing.assert_allclose(aggregate(plan, pool, agg, chunk=chunk, threads=2).X, ref, rtol=1e-5, atol=1e-4)
+
+
+def test_torch_threads_restored(plugin_system, tmp_path):
+    torch = pytest.importorskip("torch")
+    pool = _pool(tmp_path, False)
+    plan = plugin_system.create("sampler", "modality-level", {"k": "3..5", "n": 10}).plan(pool, np.random.default_rng(0))
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        aggregate(plan, pool, plugin_system.create("aggregator", "sum", {}), chunk=8, threads=2)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(old)

@@ -8,6 +8,17 @@ distances between patient aggregates when modalities have large mean offsets,
 and keeps what varies within each modality. It also makes presence much harder
 to recognise (SPEC 2.5): use it for patient-level experiments, not for the
 recognizer.
+
+``scale`` (``sum`` and ``mean``) divides each modality's draws by that
+modality's RMS entry over its whole store (of ``x - mean`` with ``center``: the
+root mean of its column variances): every modality then has a mean squared
+entry of 1 and contributes equally, in expected squared norm, to the sum,
+whatever its encoder's scale (on real data one image encoder's vectors vary
+26x more per dimension than the others', and a plain sum is then mostly
+image). A scalar per modality, so it costs nothing per draw. Noise draws are
+not scaled: the noise ``std`` is then relative to a per-entry RMS of 1. With
+``l2_normalize`` every draw has norm 1 already and ``scale`` changes nothing.
+See ``fusionkit.Aggregator``.
 """
 
 from __future__ import annotations
@@ -27,16 +38,18 @@ def _normalise(gathered: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 class SumAggregator(Aggregator):
-    """Sum of the drawn embeddings (the paper's aggregation); options l2_normalize, center."""
+    """Sum of the drawn embeddings (the paper's aggregation); options l2_normalize, center, scale
+    (per-modality RMS scaling; see the module docstring)."""
 
     linear = True
 
     def weights(self, mask: np.ndarray) -> np.ndarray:
         return mask.astype(np.float32)
 
-    def __init__(self, l2_normalize: bool = False, center: bool = False):
+    def __init__(self, l2_normalize: bool = False, center: bool = False, scale: bool = False):
         self.l2_normalize = l2_normalize
         self.center = center
+        self.scale = scale
 
     def reduce(self, gathered: np.ndarray, mask: np.ndarray) -> np.ndarray:
         if self.l2_normalize:
@@ -45,7 +58,8 @@ class SumAggregator(Aggregator):
 
 
 class MeanAggregator(Aggregator):
-    """Mean of the drawn embeddings (sum divided by the number of draws); options l2_normalize, center."""
+    """Mean of the drawn embeddings (sum divided by the number of draws); options l2_normalize, center, scale
+    (per-modality RMS scaling; see the module docstring)."""
 
     linear = True
 
@@ -53,9 +67,10 @@ class MeanAggregator(Aggregator):
         n = np.maximum(mask.sum(axis=1, keepdims=True), 1).astype(np.float32)
         return mask.astype(np.float32) / n
 
-    def __init__(self, l2_normalize: bool = False, center: bool = False):
+    def __init__(self, l2_normalize: bool = False, center: bool = False, scale: bool = False):
         self.l2_normalize = l2_normalize
         self.center = center
+        self.scale = scale
 
     def reduce(self, gathered: np.ndarray, mask: np.ndarray) -> np.ndarray:
         if self.l2_normalize:
