@@ -26,17 +26,34 @@ METRICS = ("intra_mean", "inter_mean", "intra_std", "inter_std", "cohens_d", "au
 
 # ----------------------------------------------------------------------------- computing
 
-def pair_values(X: np.ndarray, i: np.ndarray, j: np.ndarray, measure: str) -> np.ndarray:
-    """The ``measure`` between rows ``X[i]`` and ``X[j]``, pair by pair."""
-    a, b = X[i].astype(np.float64), X[j].astype(np.float64)
-    if measure == "dot":
-        return (a * b).sum(axis=1)
-    if measure == "cosine":
-        na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
-        return (a * b).sum(axis=1) / np.maximum(na * nb, 1e-12)
-    if measure == "euclidean":
-        return np.linalg.norm(a - b, axis=1)
-    raise DataError(f"unknown similarity measure {measure!r}", hint=f"use {', '.join(MEASURES)}")
+#: pairs per block in :func:`pair_values`: two (block, width) float64 blocks at a time (about 60 MB at
+#: width 3,840) instead of (n_pairs, width) ones (20,000 pairs: 1.2 GB, with temporaries 2.3 GB per worker)
+PAIR_BLOCK = 1024
+
+
+def pair_values(X: np.ndarray, i: np.ndarray, j: np.ndarray, measure: str, *, block: int = PAIR_BLOCK
+                ) -> np.ndarray:
+    """The ``measure`` between rows ``X[i]`` and ``X[j]``, pair by pair (float64).
+
+    Computed ``block`` pairs at a time: each value depends on its own pair only, so the result is
+    the same for any block size, while memory stays bounded by the block, not by the pair count.
+    """
+    if measure not in MEASURES:
+        raise DataError(f"unknown similarity measure {measure!r}", hint=f"use {', '.join(MEASURES)}")
+    X64 = np.asarray(X, dtype=np.float64)  # one conversion of the (patients, width) aggregates
+    i, j = np.asarray(i), np.asarray(j)
+    out = np.empty(len(i), dtype=np.float64)
+    step = max(1, int(block))
+    for s in range(0, len(i), step):
+        a, b = X64[i[s:s + step]], X64[j[s:s + step]]
+        if measure == "dot":
+            out[s:s + step] = (a * b).sum(axis=1)
+        elif measure == "cosine":
+            na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+            out[s:s + step] = (a * b).sum(axis=1) / np.maximum(na * nb, 1e-12)
+        else:  # euclidean
+            out[s:s + step] = np.linalg.norm(a - b, axis=1)
+    return out
 
 
 def sample_pairs(y: np.ndarray, n_pairs: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
