@@ -26,9 +26,10 @@ METRICS = ("intra_mean", "inter_mean", "intra_std", "inter_std", "cohens_d", "au
 
 # ----------------------------------------------------------------------------- computing
 
-#: pairs per block in :func:`pair_values`: two (block, width) float64 blocks at a time (about 60 MB at
-#: width 3,840) instead of (n_pairs, width) ones (20,000 pairs: 1.2 GB, with temporaries 2.3 GB per worker)
-PAIR_BLOCK = 1024
+#: pairs per block in :func:`pair_values`: two (block, width) float64 blocks at a time (16 MB at width
+#: 3,840, cache-sized: 256 ran the three measures of 20,000 pairs in 2.0 s against 3.9 s with 1,024 and
+#: 13.8 s with one block) instead of (n_pairs, width) ones (1.2 GB, 2.3 GB with temporaries, per worker)
+PAIR_BLOCK = 256
 
 
 def pair_values(X: np.ndarray, i: np.ndarray, j: np.ndarray, measure: str, *, block: int = PAIR_BLOCK
