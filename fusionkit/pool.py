@@ -287,6 +287,8 @@ class _ChunkReducer:
         if self.linear and aggregator.l2_normalize:
             self.norms = [_row_norms(e, mu) for e, mu in zip(self.embs, self.means)]
         self.buf = None if self.linear else np.empty((chunk * self.r, self.kmax, self.d), dtype=np.float32)
+        #: all stores in one index space (file-backed stores, torch): one gather per aggregate row
+        self.joint = _joint_stores(self.embs) if self.linear else None
 
     def __call__(self, start: int, stop: int, target: np.ndarray | None = None) -> np.ndarray:
         shape = ((stop - start) * self.r, self.kmax)
@@ -302,7 +304,7 @@ class _ChunkReducer:
         mask = mod >= 0
         weights = self.aggregator.weights(mask)
         reduced = _linear_reduce(self.embs, self.norms, self.means, self.scales, mod, item, noise, weights, self.d,
-                                 target)
+                                 target, self.joint)
         if noise.any():  # noise draws are not store rows: no centring, no scale (see Aggregator.scale)
             w = weights[noise]
             vec = _noise(self.noise_seed, start, int(noise.sum()), self.d, self.plan.noise_std)
@@ -392,24 +394,45 @@ def _row_norms(emb: np.ndarray, mu: np.ndarray | None = None, block: int = 65536
     return out
 
 
-#: rows of one slice of the torch path: the slice's output and one modality's partial sum stay
-#: in a core's L2 cache (2 x 128 KiB at d = 768) while the modalities add into it
-_SLICE_BYTES = 128 * 1024
+#: bytes of output in one slice of the torch path (170 rows at d = 768): the slice and one
+#: modality's partial sum stay in a core's L2 cache (2 MiB here) while the modalities add into it
+_SLICE_BYTES = 512 * 1024
 
 
 def _linear_reduce(embs: list[np.ndarray], norms: list[np.ndarray | None], means: list[np.ndarray | None],
                    scales: list[float], mod: np.ndarray, item: np.ndarray, noise: np.ndarray, weights: np.ndarray,
-                   d: int, acc: np.ndarray | None = None) -> np.ndarray:
+                   d: int, acc: np.ndarray | None = None, joint: "_JointStores | None" = None) -> np.ndarray:
     """``sum_j w_ij * scale_m * (emb_m[item_ij] - mean_m)`` for every aggregate row i over its
     real draws (into ``acc`` when given; noise slots are left to the caller).
 
-    Each modality's draws become a CSR list (rows, weights); the centring term is the
-    weight sum times the mean, subtracted once at the end (float64 product, so both
-    ways below give the same values to float32 rounding of the partial sums)."""
+    With ``joint`` (all stores in one index space) every draw is one row of one table and each
+    aggregate row is gathered, summed and written once. Otherwise each modality's draws become a
+    CSR list (rows, weights) summed per modality and added up. The centring term is the weight
+    sum times the mean, subtracted at the end (float64 product, the same in every way)."""
     rows_n = mod.shape[0]
     acc = np.empty((rows_n, d), dtype=np.float32) if acc is None else acc
+    centred = any(m is not None for m in means)
+    mu = (np.stack([np.zeros(d) if m is None else np.asarray(m, dtype=np.float64) for m in means])
+          if centred else None)
+    if joint is not None:
+        r_idx, s_idx = np.nonzero((mod >= 0) & ~noise)  # row-major: CSR order
+        m = mod[r_idx, s_idx].astype(np.intp)
+        cols = item[r_idx, s_idx]
+        w = weights[r_idx, s_idx].astype(np.float32)
+        if any(f != 1.0 for f in scales):
+            w *= np.asarray(scales, dtype=np.float32)[m]
+        for mi, nm in enumerate(norms):
+            if nm is not None:
+                here = m == mi
+                w[here] /= nm[cols[here]]
+        indptr = np.zeros(rows_n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(r_idx, minlength=rows_n), out=indptr[1:])
+        wsum = (np.bincount(r_idx * len(embs) + m, weights=w, minlength=rows_n * len(embs)).reshape(rows_n, -1)
+                if centred else None)
+        _bags_into(joint.torch, [(joint.table, joint.row0[m] + cols, indptr, w)], acc, wsum, mu)
+        return acc
     parts = []  # (modality, cols, indptr, w)
-    wsum = np.zeros((rows_n, len(embs)), dtype=np.float64) if any(m is not None for m in means) else None
+    wsum = np.zeros((rows_n, len(embs)), dtype=np.float64) if centred else None
     for mi in range(len(embs)):
         sel = (mod == mi) & ~noise
         if not sel.any():
@@ -426,11 +449,14 @@ def _linear_reduce(embs: list[np.ndarray], norms: list[np.ndarray | None], means
         parts.append((mi, cols, indptr, w))
         if wsum is not None and means[mi] is not None:
             wsum[:, mi] = np.bincount(r_idx, weights=w, minlength=rows_n)
-    mu = None if wsum is None else np.stack([np.zeros(d) if m is None else np.asarray(m, dtype=np.float64)
-                                             for m in means])
     torch = _torch_for(embs)
     if torch is not None:
-        _bags_into(torch, embs, parts, acc, wsum, mu)
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a read-only memmap: torch warns, and it is only read
+            tables = [torch.from_numpy(e) for e in embs]
+        _bags_into(torch, [(tables[mi], cols, indptr, w) for mi, cols, indptr, w in parts], acc, wsum, mu)
     else:
         _csr_into(embs, parts, acc, wsum, mu)
     return acc
@@ -462,31 +488,28 @@ def _csr_into(embs: list[np.ndarray], parts: list, acc: np.ndarray, wsum: np.nda
         acc -= _center_term(wsum, mu)
 
 
-def _bags_into(torch: Any, embs: list[np.ndarray], parts: list, acc: np.ndarray, wsum: np.ndarray | None,
-               mu: np.ndarray | None) -> None:
-    """The torch way: ``embedding_bag(mode="sum", per_sample_weights=w)`` over the zero-copy
-    (memory-mapped) store, one slice of aggregate rows at a time, each modality's sums added
-    into the output slice while it is still in cache."""
-    import warnings
-
+def _bags_into(torch: Any, parts: list, acc: np.ndarray, wsum: np.ndarray | None, mu: np.ndarray | None) -> None:
+    """``embedding_bag(mode="sum", per_sample_weights=w)`` over zero-copy tables (``parts``:
+    ``(table, cols, indptr, w)``, one per table), one slice of aggregate rows at a time: the
+    first table's sums are copied into the output slice, the others' added while it is in cache."""
     rows_n, d = acc.shape
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a read-only memmap: torch warns, and it is only read
-        tparts = [(torch.from_numpy(embs[mi]), torch.from_numpy(np.ascontiguousarray(cols, dtype=np.int64)),
-                   indptr, torch.from_numpy(w)) for mi, cols, indptr, w in parts]
-    out = torch.from_numpy(acc)
-    bag = torch.nn.functional.embedding_bag
     step = max(8, _SLICE_BYTES // (4 * d))
+    first_of_slice = (np.arange(rows_n) // step) * step
+    # each aggregate's first draw counted from the first draw of its slice (a slice's offsets: a view)
+    tparts = [(table, torch.from_numpy(np.ascontiguousarray(cols, dtype=np.int64)), indptr,
+               torch.from_numpy(indptr[:-1] - indptr[first_of_slice]), torch.from_numpy(w))
+              for table, cols, indptr, w in parts]
+    out = torch.from_numpy(acc)
+    bag = torch.embedding_bag  # (weight, indices, offsets, scale_grad, mode 0 = sum, sparse, weights, ...)
     for s in range(0, rows_n, step):
         e = min(rows_n, s + step)
         dst = out[s:e]
         filled = False
-        for weight, cols, indptr, w in tparts:
+        for table, cols, indptr, offsets, w in tparts:
             lo, hi = int(indptr[s]), int(indptr[e])
             if lo == hi:
                 continue
-            part = bag(cols[lo:hi], weight, torch.from_numpy(indptr[s:e] - lo), mode="sum",
-                       per_sample_weights=w[lo:hi])
+            part = bag(table, cols[lo:hi], offsets[s:e], False, 0, False, w[lo:hi], False, None)[0]
             if filled:
                 dst.add_(part)
             else:
@@ -496,6 +519,144 @@ def _bags_into(torch: Any, embs: list[np.ndarray], parts: list, acc: np.ndarray,
             dst.zero_()
         if wsum is not None:
             dst.sub_(torch.from_numpy(_center_term(wsum[s:e], mu)))
+
+
+# ------------------------------------------------------------- one index space over the stores
+
+class _JointStores:
+    """The file-backed stores of a plan mapped side by side into one reserved address range, so
+    that one torch tensor (``table``) holds them all: modality m's row i is ``table[row0[m] + i]``.
+
+    Each store file is mapped again, read-only and shared (the same page-cache pages as the
+    store's own memmap: no copy, no extra memory), at an address whose distance from the
+    table's first row is a whole number of rows; the gaps between stores stay unmapped and
+    are never indexed. Linux and macOS (``mmap`` with ``MAP_FIXED`` through ctypes); elsewhere,
+    or when anything does not fit, ``_joint_stores`` returns None and the per-modality path runs.
+    Unmapped when the last reference goes (the cache below holds the few most recent)."""
+
+    def __init__(self, torch: Any, embs: list[np.ndarray], files: list[tuple[str, int]]):
+        import ctypes
+        import mmap
+        import warnings
+
+        self.torch, self._base, self._size = torch, None, 0
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mmap.restype = ctypes.c_void_p
+        libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                              ctypes.c_long]
+        libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+        self._munmap = libc.munmap
+        page, d = mmap.PAGESIZE, embs[0].shape[1]
+        row = 4 * d
+        lengths = [offset + e.shape[0] * row for e, (_, offset) in zip(embs, files)]
+        self._size = sum(-(-n // page) * page + row * page for n in lengths) + 2 * page
+        # reserve the whole range, inaccessible (PROT_NONE = 0); the stores are mapped over parts of it
+        base = libc.mmap(None, self._size, 0, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
+        if base in (None, ctypes.c_void_p(-1).value):
+            raise OSError(ctypes.get_errno(), "could not reserve address space")
+        self._base = base
+        origin = -(-base // page) * page + files[0][1]  # the table's first row: store 0's first row
+        addr, row0 = origin - files[0][1], []
+        for e, length, (filename, offset) in zip(embs, lengths, files):
+            a = addr
+            for _ in range(row):  # a page-aligned address that puts the store's first row on the row grid
+                if (a + offset - origin) % row == 0:
+                    break
+                a += page
+            else:
+                raise OSError("the stores' headers do not fit one row grid")
+            fd = os.open(filename, os.O_RDONLY)
+            try:
+                if os.fstat(fd).st_size < length:
+                    raise OSError(f"{filename} is shorter than its array")
+                got = libc.mmap(a, length, mmap.PROT_READ, mmap.MAP_SHARED | _MAP_FIXED, fd, 0)
+            finally:
+                os.close(fd)
+            if got != a:
+                raise OSError(ctypes.get_errno(), "could not map a store at its place")
+            row0.append((a + offset - origin) // row)
+            addr = -(-(a + length) // page) * page
+        n_rows = (addr - origin) // row
+        assert addr <= base + self._size
+        flat = np.frombuffer((ctypes.c_float * (n_rows * d)).from_address(origin), dtype=np.float32)
+        flat.flags.writeable = False
+        self.row0 = np.asarray(row0, dtype=np.int64)
+        arr = flat.reshape(n_rows, d)
+        for e, r0, (filename, _) in zip(embs, self.row0, files):  # the same bytes as the store's own view (first, middle, last row)
+            for i in {0, e.shape[0] // 2, e.shape[0] - 1}:
+                if not np.array_equal(arr[r0 + i], e[i]):
+                    raise OSError(f"{filename}: the second mapping differs from the store")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # read-only memory: torch warns, and it is only read
+            self.table = torch.from_numpy(arr)
+
+    def __del__(self) -> None:
+        if self._base is not None:
+            base, self._base = self._base, None
+            try:
+                self._munmap(base, self._size)
+            except Exception:  # noqa: BLE001  (interpreter shutdown: the process unmaps it anyway)
+                pass
+
+
+#: MAP_FIXED (same value on Linux and macOS; Python's mmap module does not export it)
+_MAP_FIXED = 0x10
+_JOINT: dict[tuple, _JointStores] = {}  # most recent last; a few kept (see _joint_stores)
+_JOINT_KEEP = 4
+
+
+def _joint_stores(embs: list[np.ndarray]) -> _JointStores | None:
+    """One index space over ``embs`` (see ``_JointStores``), cached by the stores' files; None
+    without torch, off Linux/macOS, for stores that are not C-contiguous float32 views of
+    memory-mapped files (``np.load(..., mmap_mode="r")``, ``np.memmap``) of one width, or when
+    mapping fails."""
+    import sys
+    import threading
+
+    torch = _torch_for(embs)
+    if torch is None or not (sys.platform.startswith("linux") or sys.platform == "darwin"):
+        return None
+    files = [_file_extent(e) for e in embs]
+    if any(f is None for f in files) or len({e.shape[1] for e in embs}) != 1:
+        return None
+    try:
+        key = tuple((name, offset, e.shape, os.stat(name).st_ino, os.stat(name).st_mtime_ns)
+                    for e, (name, offset) in zip(embs, files))
+    except OSError:
+        return None
+    lock = _JOINT_LOCK.setdefault(0, threading.Lock())
+    with lock:
+        joint = _JOINT.pop(key, None)
+        if joint is None:
+            try:
+                joint = _JointStores(torch, embs, files)
+            except Exception:  # noqa: BLE001  (any failure: the per-modality path is always right)
+                return None
+        _JOINT[key] = joint
+        while len(_JOINT) > _JOINT_KEEP:
+            _JOINT.pop(next(iter(_JOINT)))
+    return joint
+
+
+def _file_extent(e: np.ndarray) -> tuple[str, int] | None:
+    """(file, byte offset of ``e``'s first row) when ``e`` is a C-contiguous 2-D view into a
+    memory-mapped file (the memmap itself, or ``np.asarray`` of it); else None."""
+    if not (isinstance(e, np.ndarray) and e.ndim == 2 and e.shape[0] > 0 and e.flags.c_contiguous):
+        return None
+    import mmap
+
+    mm = e  # up to the memmap that owns the mapping (slices of a memmap are memmaps too, with its offset)
+    while isinstance(mm, np.ndarray) and not (isinstance(mm, np.memmap) and isinstance(mm.base, mmap.mmap)):
+        mm = mm.base
+    if not (isinstance(mm, np.memmap) and getattr(mm, "filename", None)):
+        return None
+    delta = e.__array_interface__["data"][0] - mm.__array_interface__["data"][0]
+    if delta < 0 or delta + e.nbytes > mm.nbytes:
+        return None
+    return str(mm.filename), int(mm.offset) + int(delta)
+
+
+_JOINT_LOCK: dict[int, Any] = {}
 
 
 _TORCH: list[Any] = []  # [torch module or None], resolved on first use

@@ -1,5 +1,6 @@
-"""The torch path of linear aggregation (embedding_bag over the store, slice by slice) gives
-the CSR product's aggregates, for every option and thread count."""
+"""The torch paths of linear aggregation (embedding_bag, slice by slice, over all stores mapped
+into one index space, or over each store) give the CSR product's aggregates, for every option
+and thread count."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ def test_bag_fast_path_equals_csr_path(plugin_system, tmp_path, monkeypatch, mem
     calls = []
     # slices of 8 rows: a 32-row chunk crosses several slices, and some slices hold only noise
     monkeypatch.setattr(pool_mod, "_SLICE_BYTES", 8 * 4 * 16)
+    real_joint = pool_mod._joint_stores
     for name in ("sum", "mean"):
         for l2, center, scale in ((False, False, False), (True, True, False), (False, False, True),
                                   (False, True, True), (True, False, True)):
@@ -40,12 +42,38 @@ def test_bag_fast_path_equals_csr_path(plugin_system, tmp_path, monkeypatch, mem
             for threads in (1, 2):
                 monkeypatch.setattr(pool_mod, "_torch_for", lambda embs: calls.append(1) or real(embs))
                 fast = aggregate(plan, pool, agg, chunk=32, noise_seed=4, threads=threads).X
+                monkeypatch.setattr(pool_mod, "_joint_stores", lambda embs: None)  # torch, store by store
+                per_store = aggregate(plan, pool, agg, chunk=32, noise_seed=4, threads=threads).X
+                monkeypatch.setattr(pool_mod, "_joint_stores", real_joint)
                 monkeypatch.setattr(pool_mod, "_torch_for", lambda embs: None)  # the CSR fallback
                 csr = aggregate(plan, pool, agg, chunk=32, noise_seed=4, threads=threads).X
-                scale_ = np.abs(csr).max()
-                np.testing.assert_allclose(fast, csr, rtol=1e-5, atol=1e-6 * scale_, err_msg=f"{name} {l2} {center} {scale}")
+                tol = dict(rtol=1e-5, atol=1e-6 * np.abs(csr).max(), err_msg=f"{name} {l2} {center} {scale}")
+                np.testing.assert_allclose(fast, csr, **tol)
+                np.testing.assert_allclose(per_store, csr, **tol)
+    monkeypatch.setattr(pool_mod, "_torch_for", real)
     assert calls and real(pool_mod._ChunkReducer(plan, pool, agg, 32, 0).embs) is not None, "the torch path was not taken"
+    assert (pool_mod._ChunkReducer(plan, pool, agg, 32, 0).joint is not None) == memmap, "one index space: memmaps only"
     assert real([np.zeros((3, 2), np.float64)]) is None  # not float32: the CSR product
+
+
+def test_joint_index_space_reads_each_store(plugin_system, tmp_path):
+    """table[row0[m] + i] is row i of store m, for stores of any length (headers and rows off the
+    page grid), and the mapping is shared by calls on the same files (and pools restricted from them)."""
+    pytest.importorskip("torch")
+    pool = _pool(tmp_path, True)
+    embs = [pool.views[m].embeddings for m in pool.modalities]
+    joint = pool_mod._joint_stores(embs)
+    assert joint is not None
+    for e, r0 in zip(embs, joint.row0):
+        np.testing.assert_array_equal(joint.table[r0:r0 + len(e)].numpy(), np.asarray(e))
+    sub = pool.restrict(patients=["P001"])
+    assert pool_mod._joint_stores([sub.views[m].embeddings for m in sub.modalities]) is joint
+    assert pool_mod._joint_stores(embs[1:]) is not joint
+    assert pool_mod._joint_stores([np.zeros((3, 16), np.float32)]) is None  # not a file: store by store
+    mm = np.load(tmp_path / "text.npy", mmap_mode="r")
+    part = pool_mod._joint_stores([mm[7:90], np.asarray(mm)[100:]])  # slices: their own first rows
+    np.testing.assert_array_equal(part.table[part.row0[0] + 5].numpy(), mm[12])
+    np.testing.assert_array_equal(part.table[part.row0[1]].numpy(), mm[100])
 
 
 def test_torch_path_same_for_any_slice_and_chunk(plugin_system, tmp_path, monkeypatch):
