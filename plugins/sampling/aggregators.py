@@ -13,9 +13,10 @@ recognizer.
 modality's RMS entry over its whole store (of ``x - mean`` with ``center``: the
 root mean of its column variances): every modality then has a mean squared
 entry of 1 and contributes equally, in expected squared norm, to the sum,
-whatever its encoder's scale (on real data one image encoder's vectors vary
-26x more per dimension than the others', and a plain sum is then mostly
-image). A scalar per modality, so it costs nothing per draw. Noise draws are
+whatever its encoder's scale (on the demo cohort image features vary 26x more
+per dimension than rna-vae embeddings, docs/DATA.md, and a plain sum is then
+mostly image). One scalar per modality, so it costs nothing per draw; it does
+not standardise dimensions within a modality. Noise draws are
 not scaled: the noise ``std`` is then relative to a per-entry RMS of 1. With
 ``l2_normalize`` every draw has norm 1 already and ``scale`` changes nothing.
 See ``fusionkit.Aggregator``.
