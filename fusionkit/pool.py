@@ -2,13 +2,15 @@
 the vectorised gather-and-reduce that turns a DrawPlan into aggregates.
 
 Nothing here loops in Python per aggregate: plans are index arrays; gathering
-runs chunk by chunk with numpy fancy indexing on memory-mapped stores, so
-memory stays bounded by ``chunk`` whatever the store size.
+runs chunk by chunk over memory-mapped stores (torch ``embedding_bag``, a
+sparse product, or numpy fancy indexing; see ``aggregate``), so memory stays
+bounded by ``chunk`` whatever the store size.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
@@ -227,10 +229,13 @@ def aggregate(plan: DrawPlan, pool: EmbeddingPool, aggregator: Aggregator, *, ch
     copy: each draw's store row is read once and accumulated, with its weight
     (the aggregator's slot weight, the modality's ``scale`` factor and, with
     ``l2_normalize``, one over its norm), straight into the output. With torch
-    it runs ``embedding_bag`` over the memory-mapped store in slices of a few
-    dozen aggregates, so that each output row stays in the core's cache while
-    every modality adds into it; without torch, one sparse (aggregates x rows)
-    product per chunk and modality. Other aggregators get a gathered
+    and file-backed stores, the stores are mapped side by side into one index
+    space (``_JointStores``) and one ``embedding_bag`` per slice of ~170
+    aggregates gathers, sums and writes each aggregate row once: at or above the
+    machine's random-row gather rate (benchmarks/bench_gather.py). With torch
+    and in-memory stores, one bag per store and slice, added into the slice
+    while it is in cache; without torch, one sparse (aggregates x rows) product
+    per chunk and modality. Other aggregators get a gathered
     ``(chunk*r, k_max, d)`` buffer. Either way memory beyond the output is
     bounded by ``chunk``. Noise draws get fresh N(0, plan.noise_std) vectors
     from a generator seeded by ``noise_seed`` and the chunk's start, so results
@@ -601,8 +606,14 @@ class _JointStores:
 
 #: MAP_FIXED (same value on Linux and macOS; Python's mmap module does not export it)
 _MAP_FIXED = 0x10
-_JOINT: dict[tuple, _JointStores] = {}  # most recent last; a few kept (see _joint_stores)
+#: most recent last. A few are kept because a new mapping starts with no page-table entries: the
+#: first call through it takes a minor fault per page touched (+0.2 s CPU for 585,000 rows of
+#: 3 KiB). A kept mapping holds its files open until evicted or the process ends.
+_JOINT: dict[tuple, _JointStores] = {}
 _JOINT_KEEP = 4
+_JOINT_LOCK = threading.Lock()
+if hasattr(os, "register_at_fork"):  # a forked worker starts with a free lock (its own copy of the cache)
+    os.register_at_fork(after_in_child=lambda: globals().__setitem__("_JOINT_LOCK", threading.Lock()))
 
 
 def _joint_stores(embs: list[np.ndarray]) -> _JointStores | None:
@@ -611,7 +622,6 @@ def _joint_stores(embs: list[np.ndarray]) -> _JointStores | None:
     memory-mapped files (``np.load(..., mmap_mode="r")``, ``np.memmap``) of one width, or when
     mapping fails."""
     import sys
-    import threading
 
     torch = _torch_for(embs)
     if torch is None or not (sys.platform.startswith("linux") or sys.platform == "darwin"):
@@ -624,8 +634,7 @@ def _joint_stores(embs: list[np.ndarray]) -> _JointStores | None:
                     for e, (name, offset) in zip(embs, files))
     except OSError:
         return None
-    lock = _JOINT_LOCK.setdefault(0, threading.Lock())
-    with lock:
+    with _JOINT_LOCK:
         joint = _JOINT.pop(key, None)
         if joint is None:
             try:
@@ -654,9 +663,6 @@ def _file_extent(e: np.ndarray) -> tuple[str, int] | None:
     if delta < 0 or delta + e.nbytes > mm.nbytes:
         return None
     return str(mm.filename), int(mm.offset) + int(delta)
-
-
-_JOINT_LOCK: dict[int, Any] = {}
 
 
 _TORCH: list[Any] = []  # [torch module or None], resolved on first use
