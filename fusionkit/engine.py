@@ -158,12 +158,11 @@ def plugin_versions(system: "PluginSystem") -> list[dict[str, Any]]:
 
 def build_pool(recipe: Recipe, ctx: RunContext) -> tuple[EmbeddingPool, dict[str, Any]]:
     """Read and encode every modality: the run's embedding pool, and what went into it."""
-    console = _progress.current()
-    console.begin("read")
+    _begin("read", "read")
     inputs = read_inputs(recipe, ctx)
     stores = {}
     for name, data in inputs.modalities.items():
-        console.begin(f"encode {name}")
+        _begin(f"encode {name}", f"encode:{name}")
         stores[name] = encode_modality(name, data, recipe, ctx)
     pool = EmbeddingPool.from_stores(stores, inputs.labels)
     info = {"notes": inputs.notes, "fingerprints": inputs.fingerprints, "continuous": sorted(inputs.continuous),
@@ -171,6 +170,171 @@ def build_pool(recipe: Recipe, ctx: RunContext) -> tuple[EmbeddingPool, dict[str
             "stores": {name: str(s.path) for name, s in stores.items()}}
     return pool, info
 
+
+
+# ----------------------------------------------------------------------------- memory per stage
+
+_MIB = 2.0 ** 20
+
+
+def _proc_rss(pid: int | str = "self") -> int:
+    """Resident bytes of a process from /proc (0 when it is gone or /proc is absent)."""
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _proc_hwm() -> int:
+    """This process's resident high-water mark (VmHWM) in bytes (0 without /proc)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _descendants() -> list[int]:
+    """Pids of this process's descendants (executor workers; a local Ray cluster's processes)."""
+    out: list[int] = []
+    todo = [str(os.getpid())]
+    while todo:
+        pid = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/children") as f:
+                    kids = f.read().split()
+            except OSError:
+                continue
+            out.extend(int(k) for k in kids)
+            todo.extend(kids)
+    return out
+
+
+def _children_maxrss() -> int:
+    """The largest resident set of any finished, waited-for child process, in bytes (ru_maxrss)."""
+    try:
+        import resource
+
+        return int(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) * 1024
+    except (ImportError, OSError):
+        return 0
+
+
+class MemoryMonitor:
+    """Peak resident memory per stage, of the driver (this process) and of its worker processes.
+
+    A daemon thread samples ``/proc`` every ``interval`` seconds: this process's RSS, and each
+    descendant's (the local executor's forked workers). The driver's peak of a stage is exact
+    whenever the stage raised the process's high-water mark (VmHWM), sampled otherwise; a
+    worker's likewise with ``RUSAGE_CHILDREN`` (the largest waited-for child, updated when a
+    pool's workers are reaped). Workers are separate processes: their RSS counts pages shared
+    copy-on-write with the driver at the fork, so driver + workers over-counts the machine's use.
+    Without ``/proc`` (not Linux) only the whole-run peaks from ``getrusage`` are reported.
+    """
+
+    def __init__(self, interval: float = 0.2):
+        self.interval = float(interval)
+        self.available = os.path.exists("/proc/self/statm")
+        self.stages: dict[str, dict[str, float]] = {}
+        self._stage: str | None = None
+        self._marks = (0, 0)
+        import threading
+
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> "MemoryMonitor":
+        if self.available and self._thread is None:
+            import threading
+
+            self._thread = threading.Thread(target=self._loop, name="fusionkit-memory", daemon=True)
+            self._thread.start()
+        return self
+
+    def stage(self, name: str | None) -> None:
+        """``name`` starts now (the previous stage ends); None ends the current one."""
+        with self._lock:
+            self._close()
+            self._stage = name
+            if name is not None:
+                self.stages.setdefault(name, {"rss_mib": 0.0, "workers_rss_mib": 0.0, "workers_total_mib": 0.0,
+                                              "workers": 0})
+                self._marks = (_proc_hwm(), _children_maxrss())
+        self._sample()
+
+    def stop(self) -> dict[str, Any]:
+        """Stop sampling; the ``memory`` block of run.json."""
+        self.stage(None)
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        try:
+            import resource
+
+            own = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+        except (ImportError, OSError):
+            own = 0
+        return {"peak_rss_mib": round(own / _MIB, 1), "workers_peak_rss_mib": round(_children_maxrss() / _MIB, 1),
+                "stages": {k: {m: (round(v, 1) if isinstance(v, float) else v) for m, v in d.items()}
+                           for k, d in self.stages.items()},
+                "method": ("ru_maxrss of the driver and of its largest child; per stage: /proc sampled every "
+                           f"{self.interval:g} s, exact where the stage raised the high-water mark")
+                if self.available else "ru_maxrss only (no /proc here)"}
+
+    def _close(self) -> None:
+        """Fold the high-water marks into the stage that is ending (exact where it raised them)."""
+        if self._stage is None:
+            return
+        d = self.stages[self._stage]
+        hwm, kids = _proc_hwm(), _children_maxrss()
+        if hwm > self._marks[0]:
+            d["rss_mib"] = max(d["rss_mib"], hwm / _MIB)
+        if kids > self._marks[1]:
+            d["workers_rss_mib"] = max(d["workers_rss_mib"], kids / _MIB)
+
+    def _sample(self) -> None:
+        if not self.available:
+            return
+        own = _proc_rss()
+        kids = [_proc_rss(pid) for pid in _descendants()]
+        kids = [k for k in kids if k]
+        with self._lock:
+            if self._stage is None:
+                return
+            d = self.stages[self._stage]
+            d["rss_mib"] = max(d["rss_mib"], own / _MIB)
+            if kids:
+                d["workers_rss_mib"] = max(d["workers_rss_mib"], max(kids) / _MIB)
+                d["workers_total_mib"] = max(d["workers_total_mib"], sum(kids) / _MIB)
+                d["workers"] = max(int(d["workers"]), len(kids))
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self._sample()
+            except Exception:  # a diagnostic never ends a run
+                return
+
+
+#: the monitor of the run in progress (stages announce themselves through :func:`_begin`)
+_MONITOR: MemoryMonitor | None = None
+
+
+def _begin(stage: str, key: str) -> None:
+    """A stage starts: announced on the console (``stage``) and to the memory monitor (``key``)."""
+    _progress.current().begin(stage)
+    if _MONITOR is not None:
+        _MONITOR.stage(key)
 
 # ----------------------------------------------------------------------------- the run
 
@@ -192,32 +356,46 @@ def run(recipe: Recipe, system: "PluginSystem", *, out_dir: str | os.PathLike[st
     }
     # one run at a time in this folder; run.json says "running" until it ends "ok" or "failed"
     # BLAS on one thread for the run (units run in parallel workers; see executors.blas_threads)
-    with run_transaction(out, record, recipe=record["recipe"]), blas_threads(1):
-        ctx = _context(recipe, system, out, cache, progress, record)
-        ctx.refresh = set(refresh or ())
-        n_tasks = len([t for t in recipe.tasks if tasks is None or t in tasks])
-        _progress.current().plan(1 + len(recipe.modalities) + bool(recipe.output.get("save_aggregates", True))
-                                 + n_tasks + bool(recipe.tasks))
-        atomic_write_text(out / "resolved_recipe.yaml", recipe.to_yaml())
-        ctx.pool, info = build_pool(recipe, ctx)
-        fingerprint.default().save()
-        record.update(inputs=info["fingerprints"], stores=info["stores"])
-        checkpoint(out, record)
-        summary = data_summary(ctx.pool, recipe, info)
-        ctx.write_json("data_summary.json", summary)
-        ctx.write_json("labels.json", ctx.pool.labels)  # patient label tables: `fusionkit export` carries them
-        _health.check_health(summary.get("health") or {}, {m: s.encoder.name for m, s in recipe.modalities.items()},
-                             bool(getattr(system, "strict", False)), log)
-        if recipe.output.get("save_aggregates", True):
-            _save_sampling(ctx, out)
-        metrics = _run_tasks(ctx, out / "metrics.json", tasks)
-        if recipe.tasks:
-            _progress.current().begin("report")
-            _write_report(ctx, metrics, summary)
-        _progress.current().end()
-        record.update({"timings_s": {k: round(v, 3) for k, v in ctx.timings.items()},
-                       "wall_s": round(time.perf_counter() - t_start, 3)})
+    global _MONITOR
+    monitor = _MONITOR = MemoryMonitor().start()  # peak RSS per stage, driver and workers (run.json memory)
+    try:
+        with run_transaction(out, record, recipe=record["recipe"]), blas_threads(1):
+            _run_stages(recipe, system, out, cache, progress, record, tasks, refresh, t_start, monitor)
+    finally:
+        _MONITOR = None
+        monitor.stop()
     return record
+
+
+def _run_stages(recipe: Recipe, system: "PluginSystem", out: Path, cache: Path, progress: bool | None,
+                record: dict[str, Any], tasks: list[str] | None, refresh: list[str] | None, t_start: float,
+                monitor: MemoryMonitor) -> None:
+    """The stages of :func:`run`, inside its run transaction; fills ``record``."""
+    ctx = _context(recipe, system, out, cache, progress, record)
+    ctx.refresh = set(refresh or ())
+    n_tasks = len([t for t in recipe.tasks if tasks is None or t in tasks])
+    _progress.current().plan(1 + len(recipe.modalities) + bool(recipe.output.get("save_aggregates", True))
+                             + n_tasks + bool(recipe.tasks))
+    atomic_write_text(out / "resolved_recipe.yaml", recipe.to_yaml())
+    ctx.pool, info = build_pool(recipe, ctx)
+    fingerprint.default().save()
+    record.update(inputs=info["fingerprints"], stores=info["stores"])
+    checkpoint(out, record)
+    monitor.stage("summary")  # data summary and embedding health (no console stage of their own)
+    summary = data_summary(ctx.pool, recipe, info)
+    ctx.write_json("data_summary.json", summary)
+    ctx.write_json("labels.json", ctx.pool.labels)  # patient label tables: `fusionkit export` carries them
+    _health.check_health(summary.get("health") or {}, {m: s.encoder.name for m, s in recipe.modalities.items()},
+                         bool(getattr(system, "strict", False)), log)
+    if recipe.output.get("save_aggregates", True):
+        _save_sampling(ctx, out)
+    metrics = _run_tasks(ctx, out / "metrics.json", tasks)
+    if recipe.tasks:
+        _begin("report", "report")
+        _write_report(ctx, metrics, summary)
+    _progress.current().end()
+    record.update({"timings_s": {k: round(v, 3) for k, v in ctx.timings.items()},
+                   "wall_s": round(time.perf_counter() - t_start, 3), "memory": monitor.stop()})
 
 
 def _run_folder(path: str | os.PathLike[str]) -> Path:
@@ -271,7 +449,7 @@ def data_summary(pool: EmbeddingPool, recipe: Recipe, info: dict[str, Any]) -> d
 
 def _save_sampling(ctx: RunContext, out: Path) -> None:
     """Every recipe sampling entry, aggregated, under ``aggregates/<name>/``."""
-    _progress.current().begin("aggregate")
+    _begin("aggregate", "aggregate")
     for name in ctx.recipe.sampling:
         t0 = time.perf_counter()
         agg = ctx.sample(name, seed_keys=("dataset", name))
@@ -293,7 +471,7 @@ def _run_tasks(ctx: RunContext, metrics_path: Path, only: list[str] | None) -> d
         if only is not None and tname not in only:
             continue
         t0 = time.perf_counter()
-        _progress.current().begin(f"task {tname}")
+        _begin(f"task {tname}", f"task:{tname}")
         ctx.task_name = tname
         log.info("task %s (%s)", tname, spec.name)
         result = _run_task(ctx, spec, tname)
