@@ -49,9 +49,10 @@ def test_rna_vae_fit_encode_shapes_and_history():
     phases = [(h["phase"], h["beta"]) for h in enc.history_]
     assert phases == [("pretrain", 0.0), ("pretrain", 1.0), ("pretrain", 1.0), ("finetune", 1.0), ("finetune", 1.0)]
     assert enc.history_[0]["train_kl"] > 0 and "val_loss" in enc.history_[0]
-    # min-max scaler is part of the state
-    np.testing.assert_allclose(enc.min_, data.data.min(axis=0))
-    np.testing.assert_allclose(enc.range_, data.data.max(axis=0) - data.data.min(axis=0), rtol=1e-6)
+    # the (robust, 10..90 % quantile) min-max scaler is part of the state
+    lo, hi = np.quantile(data.data, [0.1, 0.9], axis=0)
+    np.testing.assert_allclose(enc.min_, lo, rtol=1e-5)
+    np.testing.assert_allclose(enc.range_, hi - lo, rtol=1e-5)
 
 
 def test_rna_vae_deterministic_for_seed():
@@ -202,3 +203,26 @@ def test_gaussian_feature_loss_is_invariant_to_feature_scale():
     _, a, _ = enc._loss(recon, x, mu, logvar, 0.0)
     _, b, _ = enc._loss(recon * scale, x * scale, mu, logvar, 0.0)
     assert float(b - a) == pytest.approx(float(torch.log(scale).sum()), rel=1e-3)  # a constant shift (up to eps)
+
+
+def test_rna_vae_robust_range_ignores_outliers_and_survives_save_load(tmp_path):
+    """One extreme value per gene (real z-scores reach 3.7e4) must not squeeze everyone else into
+    the bottom of [0, 1]: with clip_quantile the scaler's range is the 10..90 % quantiles and the
+    scaled training data spread over [0, 1] (issue 15)."""
+    data, _ = _rna()
+    X = data.data.copy()
+    X[0, :] = 3.7e4
+    spiked = ModalityData("rna", "matrix", data.patient_ids, data.item_ids, X, feature_names=data.feature_names)
+    plain = RnaVAE(epochs=1, finetune_epochs=0, seed=0, clip_quantile=0.0, **SMALL).fit(spiked)
+    robust = RnaVAE(epochs=1, finetune_epochs=0, seed=0, **SMALL).fit(spiked)
+    assert robust.clip_quantile == 0.1
+    lo, hi = np.quantile(X, [0.1, 0.9], axis=0)
+    np.testing.assert_allclose(robust.min_, lo, rtol=1e-5)
+    np.testing.assert_allclose(robust.range_, hi - lo, rtol=1e-5)
+    Xs_plain, Xs_robust = plain._scale(X), robust._scale(X)
+    assert np.median(Xs_plain[1:]) < 1e-3  # the outlier squeezes plain min-max
+    assert Xs_robust.min() == 0.0 and Xs_robust.max() == 1.0 and 0.3 < np.median(Xs_robust) < 0.7
+    robust.save(str(tmp_path / "s"))
+    fresh = RnaVAE(clip_quantile=0.0).load(str(tmp_path / "s"))
+    assert fresh.clip_quantile == 0.1
+    np.testing.assert_array_equal(fresh.encode(spiked), robust.encode(spiked))

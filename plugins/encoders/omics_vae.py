@@ -1,7 +1,8 @@
 """Built-in omics encoders (SPEC 2.1): variational autoencoders for RNA
 expression and for the patient x gene mutation one-hot matrix.
 
-* ``rna-vae``: Gaussian reconstruction of min-max scaled expression (variance
+* ``rna-vae``: Gaussian reconstruction of robust min-max scaled expression (each gene's
+  10th..90th percentile mapped to [0, 1], values beyond saturate; ``clip_quantile``) (variance
   calibrated to the MSE by default, plain summed MSE as an option);
   KL warm-up (beta starts at 0 and rises by ``kappa`` per epoch, so kappa=1
   gives one warm-up epoch); two phases: pre-training (warm-up, ``lr``) then
@@ -38,10 +39,26 @@ from fusionkit_plugins.encoders.vae_networks import ARCHITECTURES, build_vae, pa
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RnaVAE", "MutationVAE", "beta_schedule"]
+__all__ = ["RnaVAE", "MutationVAE", "beta_schedule", "minmax_bounds"]
 
 STATE_FILE = "vae_state.pt"
 CONFIG_FILE = "vae_config.json"
+
+
+def minmax_bounds(X: np.ndarray, clip_quantile: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature ``(min, range)`` of a min-max scaler, float32; a zero range becomes 1.
+
+    With ``clip_quantile`` q > 0 the bounds are the q and 1 - q quantiles instead of the extremes
+    (a robust min-max scaler): on real expression z-scores one outlier per gene (up to 3.7e4 in
+    ../shared/data) otherwise squeezes every other patient's value into the bottom 0.1 % of [0, 1]
+    and the VAE's reconstruction loss cannot see them (docs/RESULTS.md, Issue 15).
+    """
+    if clip_quantile > 0:
+        lo, hi = np.quantile(X, [clip_quantile, 1.0 - clip_quantile], axis=0)
+    else:
+        lo, hi = X.min(axis=0), X.max(axis=0)
+    rng_ = (hi - lo).astype(np.float32)
+    return lo.astype(np.float32), np.where(rng_ > 0, rng_, 1.0).astype(np.float32)
 
 
 def beta_schedule(n_epochs: int, kappa: float = 1.0, beta_max: float = 1.0, beta_start: float = 0.0) -> list[float]:
@@ -69,7 +86,8 @@ class _OmicsVAE(Encoder):
                    "finetune_epochs": Range(0, integer=True), "batch_size": Range(1, integer=True),
                    "lr": Range(0, lo_open=True), "finetune_lr": Range(0, lo_open=True),
                    "patience": Range(0, integer=True), "val_fraction": Range(0, 1, hi_open=True),
-                   "dropout": Range(0, 1, hi_open=True), "beta_max": Range(0), "kappa": Range(0)}
+                   "dropout": Range(0, 1, hi_open=True), "beta_max": Range(0), "kappa": Range(0),
+                   "clip_quantile": Range(0, 0.5, hi_open=True)}
 
     # parameters every subclass shares (subclasses declare them in __init__)
     latent_dim: int
@@ -168,7 +186,10 @@ class _OmicsVAE(Encoder):
     def _scale(self, X: np.ndarray) -> np.ndarray:
         if not self.scale_inputs:
             return X
-        return ((X - self.min_[None, :]) / self.range_[None, :]).astype(np.float32)
+        Xs = ((X - self.min_[None, :]) / self.range_[None, :]).astype(np.float32)
+        if float(getattr(self, "clip_quantile", 0.0) or 0.0) > 0:
+            np.clip(Xs, 0.0, 1.0, out=Xs)  # robust range: values beyond the fitted quantiles saturate
+        return Xs
 
     # ------------------------------------------------------------------ training
     def _phases(self) -> list[dict[str, Any]]:
@@ -190,9 +211,7 @@ class _OmicsVAE(Encoder):
         self.in_dim_ = int(d)
         self.feature_names_ = names
         if self.scale_inputs:
-            self.min_ = X.min(axis=0).astype(np.float32)
-            rng_ = X.max(axis=0) - self.min_
-            self.range_ = np.where(rng_ > 0, rng_, 1.0).astype(np.float32)
+            self.min_, self.range_ = minmax_bounds(X, float(getattr(self, "clip_quantile", 0.0) or 0.0))
         seed = self._resolve_seed(ctx)
         device = self._resolve_device(ctx)
         self.seed_used_ = seed
@@ -350,9 +369,11 @@ class _OmicsVAE(Encoder):
                             hint="fit the encoder and save() it into this folder first")
         state = torch.load(file, map_location="cpu", weights_only=True)
         cfg = state["config"]
-        for key in ("latent_dim", "hidden_dims", "dropout", "architecture"):
+        for key in ("latent_dim", "hidden_dims", "dropout", "architecture", "clip_quantile"):
             if key in cfg:
                 setattr(self, key, cfg[key])
+        if self.scale_inputs and "clip_quantile" not in cfg:
+            self.clip_quantile = 0.0  # a state saved before robust scaling existed: plain min-max
         self.in_dim_ = int(state["in_dim"])
         self.feature_names_ = state.get("feature_names")
         if self.scale_inputs:
@@ -374,6 +395,9 @@ class RnaVAE(_OmicsVAE):
     ``batch_size``, ``lr``, ``kappa`` (beta increase per epoch; 1 = one
     warm-up epoch), ``beta_max``, ``patience`` (early stopping on the
     validation split, 0 = off), ``min_delta``, ``val_fraction``, ``dropout``,
+    ``clip_quantile`` (robust min-max scaling: each gene's range is its q..1-q quantiles over the
+    training items and values beyond saturate at 0 or 1; 0 = plain min-max; default 0.1, chosen by
+    the linear probe on ../shared/data: docs/RESULTS.md, Issue 15),
     ``reconstruction`` (``gaussian``: Gaussian likelihood with a calibrated
     shared variance, the default; ``mse``: unit-variance Gaussian, i.e. plain
     summed MSE, which on [0, 1]-scaled inputs lets the KL term collapse most
@@ -391,7 +415,8 @@ class RnaVAE(_OmicsVAE):
                  finetune_lr: float = 1e-4, kappa: float = 1.0, beta_max: float = 1.0,
                  patience: int = 10, min_delta: float = 0.0, val_fraction: float = 0.1,
                  dropout: float = 0.0, reconstruction: str = "gaussian", seed: int | None = None,
-                 device: str = "auto", architecture: str = "mlp", kl_weight: float = 1.0):
+                 device: str = "auto", architecture: str = "mlp", kl_weight: float = 1.0,
+                 clip_quantile: float = 0.1):
         self.latent_dim = latent_dim
         self.hidden_dims = hidden_dims
         self.epochs = epochs
@@ -410,6 +435,7 @@ class RnaVAE(_OmicsVAE):
         self.device = device
         self.architecture = architecture
         self.kl_weight = kl_weight
+        self.clip_quantile = clip_quantile
 
 
 class MutationVAE(_OmicsVAE):
