@@ -21,12 +21,12 @@ from fusionkit_plugins.tasks.patient.common import pick, write_tables
 from fusionkit_plugins.tasks.survival import figures
 from fusionkit_plugins.tasks.survival.metrics import Surv, logrank
 from fusionkit_plugins.tasks.survival.summary import HEADLINE, headline, paper_rows
-from fusionkit_plugins.tasks.survival.unit import CANCER_MODEL
+from fusionkit_plugins.tasks.survival.unit import CANCER_MODEL, LATE
 
 if TYPE_CHECKING:  # pragma: no cover
     from fusionkit import RunContext
 
-__all__ = ["report", "collect", "paired_rows", "run_rows"]
+__all__ = ["report", "collect", "paired_rows", "run_rows", "COMPARISONS"]
 
 
 def collect(results: dict[str, Any], meta: dict[str, tuple]) -> list[dict[str, Any]]:
@@ -57,8 +57,13 @@ def run_rows(results: dict[str, Any], meta: dict[str, tuple]) -> list[dict[str, 
     return rows
 
 
-def paired_rows(rows: list[dict[str, Any]], main: tuple[int, int], reference: str = "clinical"
-                ) -> list[dict[str, Any]]:
+#: paired comparisons (features - reference), repeat by repeat on the same test patients
+COMPARISONS = (("multimodal", "clinical"), ("clinical+multimodal", "clinical"), (LATE, "clinical"),
+               ("multimodal", LATE))
+
+
+def paired_rows(rows: list[dict[str, Any]], main: tuple[int, int],
+                comparisons: tuple[tuple[str, str], ...] = COMPARISONS) -> list[dict[str, Any]]:
     """Per-repeat differences ``features - reference`` of the within-cancer c-index (same test patients),
     summarised: overall (``c_stratified``) and per cancer (``c_harrell`` of that cancer)."""
     val: dict[tuple, float] = {}
@@ -68,11 +73,11 @@ def paired_rows(rows: list[dict[str, Any]], main: tuple[int, int], reference: st
             val[(r["features"], r["model"], r["scope"], r["repeat"])] = r["value"]
     diffs = []
     for (fs, model, scope, rep), v in val.items():
-        if fs not in ("multimodal", "clinical+multimodal"):
-            continue
-        ref = val.get((reference, model, scope, rep))
-        if ref is not None and math.isfinite(v) and math.isfinite(ref):
-            diffs.append({"comparison": f"{fs} - {reference}", "model": model, "scope": scope, "value": v - ref})
+        for a, reference in comparisons:
+            ref = val.get((reference, model, scope, rep))
+            if fs == a and ref is not None and math.isfinite(v) and math.isfinite(ref):
+                diffs.append({"comparison": f"{fs} - {reference}", "model": model, "scope": scope,
+                              "value": v - ref})
     out = summarise_rows(diffs, by=["comparison", "model", "scope"])
     for row in out:
         lo, hi = row["ci_low"], row["ci_high"]
@@ -143,7 +148,7 @@ def _figures(ctx: RunContext, setup: dict[str, Any], cohort: dict[str, Any], res
         figs += [f] if f else []
     cancers = sorted(set(cohort["cancer"].tolist()))
     per = {fs: {c: stat.get((fs, model if fs != "cancer" else CANCER_MODEL, c, "c_harrell"), {}) for c in cancers}
-           for fs in setup["features"] if fs in ("multimodal", "clinical+multimodal", "clinical")}
+           for fs in setup["features"] if fs in ("multimodal", "clinical+multimodal", "clinical", LATE)}
     f = figures.cindex_by_cancer(ctx, f"{name}/cindex_by_cancer_{model}.png", per,
                                  f"{setup['endpoint']} c-index per cancer ({model}, k={main[0]} r={main[1]})")
     figs += [f] if f else []

@@ -11,7 +11,7 @@ from typing import Any
 
 from fusionkit_plugins.tasks.patient.common import fmt, pick
 from fusionkit_plugins.tasks.survival.evaluate import horizon_key
-from fusionkit_plugins.tasks.survival.unit import CANCER_MODEL, models_for
+from fusionkit_plugins.tasks.survival.unit import CANCER_MODEL, LATE, models_for
 
 __all__ = ["headline", "paper_rows", "statement", "describe", "TARGET", "HEADLINE", "PUBLISHED"]
 
@@ -119,9 +119,10 @@ def paper_rows(setup: dict[str, Any], stat: dict[tuple, Any], paired: list[dict[
                 m = pick(s)["mean"]
                 note = f"target >= {TARGET}: " + ("n/a" if not math.isfinite(m) else "meets" if m >= TARGET else "below")
                 rows.append(_row(setup, f"c-index within cancer, {fs} ({model})", s, PUBLISHED, note))
-            elif fs in ("clinical", "clinical+multimodal", "cancer"):
-                note = "0.5 by construction: the cancer alone ranks no one within a cancer" if fs == "cancer" \
-                    else "age + stage" + (" + aggregate" if fs != "clinical" else "")
+            elif fs in ("clinical", "clinical+multimodal", "cancer", LATE):
+                note = {"cancer": "0.5 by construction: the cancer alone ranks no one within a cancer",
+                        LATE: "per-modality patient means, no sampling: what the sums could keep",
+                        "clinical": "age + stage"}.get(fs, "age + stage + aggregate")
                 rows.append(_row(setup, f"c-index within cancer, {fs} ({model})", s, "", note))
     cancer_all = stat.get(("cancer", CANCER_MODEL, "all", "c_harrell"))
     if cancer_all:

@@ -19,15 +19,17 @@ from fusionkit_plugins.tasks.patient.common import (AggregateBuilder, check_samp
                                                     grid_points, output_name, prepare, single_point,
                                                     split_patients, target_key)
 from fusionkit_plugins.tasks.survival.report import report
-from fusionkit_plugins.tasks.survival.unit import survival_unit
+from fusionkit_plugins.tasks.survival.unit import LATE, survival_unit
 
 if TYPE_CHECKING:  # pragma: no cover
     from fusionkit import RunContext
 
 MODELS = ("coxnet", "deep")
-BASE_FEATURES = ("multimodal", "clinical+multimodal", "clinical", "cancer")
+BASE_FEATURES = ("multimodal", "clinical+multimodal", "clinical", "cancer", LATE)
 #: a feature-set name that stands for each modality of the sampling entry on its own
 SINGLE = "single"
+#: how the r repeats of a patient's aggregate become features
+REPEATS_AS = ("concat", "mean")
 #: a modality alone runs only when at least this many cohort patients have it
 MIN_MODALITY_PATIENTS = 50
 
@@ -63,14 +65,17 @@ class SurvivalTask(Task):
     ``stratify_by`` (``cancer_type``, i.e. the ``cancer_label``: stratified Cox, per-cancer
     baseline hazards; null: one baseline hazard); ``cancer_label`` (the label of per-cancer
     results); ``models`` (``coxnet``, ``deep``); ``features`` (``multimodal``,
-    ``clinical+multimodal``, ``clinical``, ``cancer``, ``single`` = each modality alone, or a
-    modality name); ``covariates`` (patient labels of the clinical baseline); ``grid`` ({k, repeats});
+    ``clinical+multimodal``, ``clinical``, ``cancer``, ``late-fusion`` = per-modality patient means
+    without sampling, ``single`` = each modality's aggregates alone, or a modality name); ``covariates`` (patient labels of the clinical baseline); ``grid`` ({k, repeats});
     ``n_repeats`` patient-disjoint splits (>= 10 for the CIs); ``test_fraction``; ``val_fraction``
     (inner validation part of the training patients, for hyper-parameters); ``horizons`` (years, for
     the time-dependent AUC; the middle one ranks patients across strata, the largest bounds Uno's c);
     ``n_components`` (PCA of the aggregates, fitted on training patients); ``l1_ratio`` (Coxnet);
     ``hidden``, ``dropout``, ``lr``, ``weight_decay`` (list: chosen on validation), ``max_epochs``,
-    ``patience`` (deep Cox); ``min_cancer_patients``; ``train_draws`` aggregates per training patient.
+    ``patience`` (deep Cox); ``min_cancer_patients``; ``train_draws`` aggregates per training patient;
+    ``repeats_as``: ``concat`` (the sampler's layout: the r repeats side by side, dim x r) or ``mean``
+    (their mean: one sum of k x r draws per patient, divided by r; exchangeable repeats, so a linear
+    model loses nothing and PCA keeps the between-patient directions instead of draw-to-draw noise).
     """
 
     component_params = {"aggregator": "aggregator"}
@@ -82,7 +87,7 @@ class SurvivalTask(Task):
                  val_fraction: float = 0.2, horizons: list | None = None, n_components: int | None = 32,
                  l1_ratio: float = 0.5, hidden: list | None = None, dropout: float = 0.2, lr: float = 1e-3,
                  weight_decay: list | None = None, max_epochs: int = 300, patience: int = 30,
-                 min_cancer_patients: int = 20, train_draws: int = 1):
+                 min_cancer_patients: int = 20, train_draws: int = 1, repeats_as: str = "concat"):
         self.sampling = sampling
         self.aggregator = aggregator
         self.endpoint = endpoint
@@ -106,6 +111,7 @@ class SurvivalTask(Task):
         self.patience = patience
         self.min_cancer_patients = min_cancer_patients
         self.train_draws = train_draws
+        self.repeats_as = repeats_as
 
     @classmethod
     def check_recipe(cls, params: dict[str, Any], recipe: Any) -> list[tuple[str, str, str]]:
@@ -118,6 +124,9 @@ class SurvivalTask(Task):
             if f not in known:
                 issues.append(("params.features", f"unknown feature set {f!r}",
                                f"choose among {', '.join(sorted(known))}"))
+        if params.get("repeats_as", "concat") not in REPEATS_AS:
+            issues.append(("params.repeats_as", f"repeats_as must be one of {', '.join(REPEATS_AS)}",
+                           "concat: the r repeats side by side; mean: their mean"))
         for key in ("test_fraction", "val_fraction"):
             if not 0 < float(params.get(key, 0.2)) < 1:
                 issues.append((f"params.{key}", f"{key} must be between 0 and 1", "e.g. 0.2"))
@@ -234,7 +243,7 @@ class SurvivalTask(Task):
                 "covariate_kinds": cohort["covariate_kinds"], "models": models, "cfg": self._config(),
                 "stratify": bool(self.stratify_by), "horizons": horizons,
                 "reference_years": float(sorted(horizons)[len(horizons) // 2]), "tau_years": float(max(horizons)),
-                "train_draws": int(self.train_draws)}
+                "train_draws": int(self.train_draws), "repeats_as": str(self.repeats_as)}
 
     def _units(self, ctx: RunContext, name: str, builder: AggregateBuilder, sampler: Any, cohort: dict[str, Any],
                features: list[str], models: list[str], grid: list[tuple[int, int]], main: tuple[int, int]

@@ -8,6 +8,9 @@ Feature sets (names in ``job["features"]``):
 ``clinical``             clinical covariates (age, stage: the task's ``covariates`` labels)
 ``clinical+multimodal``  both, side by side (does the aggregate add to age + stage?)
 ``cancer``               the cancer type alone: each cancer's own baseline hazard, no covariate
+``late-fusion``          the reference without sampling: per patient, the mean of each modality's stored
+                         embeddings (the sampling entry's modalities), concatenated, with availability
+                         flags (:mod:`fusionkit_plugins.tasks.patient.late_fusion`); what the sums lose
 
 Aggregates of the training and the test patients are built separately, each from a pool
 restricted to its own patients (:func:`fusionkit_plugins.tasks.patient.common.build_disjoint`,
@@ -22,15 +25,18 @@ from typing import Any
 
 import numpy as np
 
+from fusionkit_plugins.tasks.patient import late_fusion
 from fusionkit_plugins.tasks.patient.common import AggregateBuilder, build_disjoint
 from fusionkit_plugins.tasks.survival.evaluate import evaluate
 from fusionkit_plugins.tasks.survival.metrics import Surv
 from fusionkit_plugins.tasks.survival.models import fit_coxnet, fit_deep, prepare_features
 
-__all__ = ["survival_unit", "clinical_matrix", "CANCER_MODEL", "models_for"]
+__all__ = ["survival_unit", "clinical_matrix", "CANCER_MODEL", "LATE", "models_for"]
 
 #: the model name of the cancer-only baseline (no covariate: per-cancer baseline hazards)
 CANCER_MODEL = "baseline"
+#: the feature set of per-modality patient means (no sampling): the reference the sums are measured against
+LATE = "late-fusion"
 
 
 def models_for(features: str, models: list[str]) -> list[str]:
@@ -81,8 +87,12 @@ def _aggregates(builder: AggregateBuilder, job: dict[str, Any], features: str, c
         cache[features] = None
         return None
     seeds = (job["seed_train"], job["seed_test"])
-    cache[features] = build_disjoint(sub, train, test, job["k"], job["r"], seeds, draws=job["train_draws"],
-                                     leak="a patient is in both the training and the test aggregates")
+    Xtr, ptr, Xte, pte = build_disjoint(sub, train, test, job["k"], job["r"], seeds, draws=job["train_draws"],
+                                        leak="a patient is in both the training and the test aggregates")
+    if job.get("repeats_as", "concat") == "mean" and job["r"] > 1:  # the r exchangeable repeats, averaged
+        Xtr = Xtr.reshape(len(Xtr), job["r"], -1).mean(axis=1)
+        Xte = Xte.reshape(len(Xte), job["r"], -1).mean(axis=1)
+    cache[features] = (Xtr, ptr, Xte, pte)
     return cache[features]
 
 
@@ -94,6 +104,10 @@ def _design(builder: AggregateBuilder, job: dict[str, Any], features: str, cache
     if features in ("clinical", "cancer"):
         ptr, pte = np.asarray(job["train"]), np.asarray(job["test"])
         Xtr, Xte = np.zeros((len(ptr), 0)), np.zeros((len(pte), 0))
+    elif features == LATE:
+        ptr, pte = np.asarray(job["train"]), np.asarray(job["test"])
+        mods = list(getattr(builder.sampler, "modalities", None) or builder.pool.modalities)
+        Xtr, Xte = late_fusion.split_features(builder.pool.restrict(modalities=mods), ptr, pte)
     else:
         agg = _aggregates(builder, job, "multimodal" if features == "clinical+multimodal" else features, cache)
         if agg is None:
