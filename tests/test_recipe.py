@@ -25,7 +25,7 @@ def test_valid_recipe_resolves_defaults_and_paths(plugin_system, tmp_path):
     assert reader.params["id_column"] == "patient_id"  # default filled
     d = rec.to_dict()
     assert d["sampling"]["patients"]["params"]["min_modalities"] == 2
-    assert d["aggregator"] == {"name": "sum", "params": {"l2_normalize": False, "center": False}}
+    assert d["aggregator"] == {"name": "sum", "params": {"l2_normalize": False, "center": False, "scale": False}}
     assert d["output"]["dir"] == "runs/imported"
 
 
@@ -134,7 +134,7 @@ def test_nested_component_params_are_validated_and_resolved(plugin_system, tmp_p
   sim: {name: similarity, params: {sampling: patients, aggregator: {name: sum, params: {center: true}}}}
 """)
     rec = load_recipe(path, plugin_system)
-    assert rec.tasks["sim"].params["aggregator"] == {"name": "sum", "params": {"l2_normalize": False, "center": True}}
+    assert rec.tasks["sim"].params["aggregator"] == {"name": "sum", "params": {"l2_normalize": False, "center": True, "scale": False}}
     with pytest.raises(RecipeError) as exc:
         load_recipe(path, plugin_system, ["tasks.sim.params.aggregator.name=summ"])
     assert "tasks.sim.params.aggregator.name" in str(exc.value) and "did you mean 'sum'" in str(exc.value)
