@@ -100,7 +100,7 @@ def test_deep_cox_learns_a_planted_risk_stratified_or_not():
 
 
 def test_coxnet_with_strata_and_breslow_baselines():
-    from fusionkit_plugins.tasks.survival.models import BaselineHazards, fit_coxnet, prepare_features
+    from fusionkit_plugins.tasks.survival.models import BaselineHazards, cv_folds, fit_coxnet, prepare_features
     from sksurv.nonparametric import nelson_aalen_estimator
 
     X, y, s = _planted(strata=True, seed=2)
@@ -111,6 +111,14 @@ def test_coxnet_with_strata_and_breslow_baselines():
     r_tr, r_te, info = fit_coxnet(Ztr, y.take(tr), Zte, val, strata_tr=s[tr], strata_te=s[te])
     assert info["alpha"] > 0 and info["nonzero"] >= 2 and not info.get("failed")
     assert harrell_stratified(y.take(te), r_te, s[te]) > 0.72
+    # alpha by 5-fold cross-validation over the training rows (folds stratified by stratum): the same signal
+    folds = cv_folds(np.char.add(s[tr].astype(str), y.event[tr].astype(str)), 5, seed=0)
+    assert sorted(np.bincount(folds).tolist()) == [60] * 5
+    for st in np.unique(s[tr]):  # every fold holds about a fifth of each stratum
+        assert np.ptp(np.bincount(folds[s[tr] == st], minlength=5)) <= 2
+    r_tr5, r_te5, info5 = fit_coxnet(Ztr, y.take(tr), Zte, val, strata_tr=s[tr], strata_te=s[te], folds=folds)
+    assert info5["cv_folds"] == 5 and info5["nonzero"] >= 2 and info["cv_folds"] == 1
+    assert harrell_stratified(y.take(te), r_te5, s[te]) > 0.72
     # zero risk: the Breslow baseline of a stratum is its Nelson-Aalen cumulative hazard
     base = BaselineHazards.fit(np.zeros(300), y.take(tr), s[tr])
     m = s[tr] == "a"
@@ -487,14 +495,16 @@ def test_survival_recipe_errors_name_the_parameter(tmp_path):
     from fusionkit.recipe import load_recipe
 
     bad = RECIPE.format(n=1).replace("n_components: 8", "n_components: 8, models: [cox], features: [genes], "
-                                                         "test_fraction: 1.5, horizons: [-1], stratify_by: stage")
+                                                         "test_fraction: 1.5, horizons: [-1], stratify_by: stage, "
+                                                         "repeats_as: sideways")
     path = tmp_path / "r.yaml"
     path.write_text(bad)
     with pytest.raises(RecipeError) as err:
         load_recipe(path, plugins.load(env={}))
     text = str(err.value)
     for fragment in ("unknown survival model 'cox'", "unknown feature set 'genes'", "test_fraction",
-                     "n_repeats must be >= 2", "horizons must be positive", "stratify_by must be null or"):
+                     "n_repeats must be >= 2", "horizons must be positive", "stratify_by must be null or",
+                     "repeats_as must be one of concat, mean"):
         assert fragment in text, fragment
 
 

@@ -66,16 +66,20 @@ class SurvivalTask(Task):
     baseline hazards; null: one baseline hazard); ``cancer_label`` (the label of per-cancer
     results); ``models`` (``coxnet``, ``deep``); ``features`` (``multimodal``,
     ``clinical+multimodal``, ``clinical``, ``cancer``, ``late-fusion`` = per-modality patient means
-    without sampling, ``single`` = each modality's aggregates alone, or a modality name); ``covariates`` (patient labels of the clinical baseline); ``grid`` ({k, repeats});
+    without sampling, ``single`` = each modality's aggregates alone, or a modality name);
+    ``covariates`` (patient labels of the clinical baseline); ``grid`` ({k, repeats});
     ``n_repeats`` patient-disjoint splits (>= 10 for the CIs); ``test_fraction``; ``val_fraction``
     (inner validation part of the training patients, for hyper-parameters); ``horizons`` (years, for
     the time-dependent AUC; the middle one ranks patients across strata, the largest bounds Uno's c);
     ``n_components`` (PCA of the aggregates, fitted on training patients); ``l1_ratio`` (Coxnet);
+    ``cv_folds`` (Coxnet's alpha by K-fold cross-validated partial likelihood over the training
+    patients; 1: the inner validation patients alone);
     ``hidden``, ``dropout``, ``lr``, ``weight_decay`` (list: chosen on validation), ``max_epochs``,
     ``patience`` (deep Cox); ``min_cancer_patients``; ``train_draws`` aggregates per training patient;
-    ``repeats_as``: ``concat`` (the sampler's layout: the r repeats side by side, dim x r) or ``mean``
-    (their mean: one sum of k x r draws per patient, divided by r; exchangeable repeats, so a linear
-    model loses nothing and PCA keeps the between-patient directions instead of draw-to-draw noise).
+    ``repeats_as``: ``mean`` (default: the mean of the r repeats, one sum of k x r draws per patient
+    divided by r; the repeats are exchangeable, so a linear model loses nothing and PCA keeps the
+    between-patient directions instead of draw-to-draw noise) or ``concat`` (the sampler's layout:
+    the r repeats side by side, dim x r).
     """
 
     component_params = {"aggregator": "aggregator"}
@@ -85,9 +89,10 @@ class SurvivalTask(Task):
                  models: list | None = None, features: list | None = None, covariates: list | None = None,
                  grid: dict | None = None, n_repeats: int = 10, test_fraction: float = 0.2,
                  val_fraction: float = 0.2, horizons: list | None = None, n_components: int | None = 32,
-                 l1_ratio: float = 0.5, hidden: list | None = None, dropout: float = 0.2, lr: float = 1e-3,
+                 l1_ratio: float = 0.5, cv_folds: int = 5, hidden: list | None = None, dropout: float = 0.2,
+                 lr: float = 1e-3,
                  weight_decay: list | None = None, max_epochs: int = 300, patience: int = 30,
-                 min_cancer_patients: int = 20, train_draws: int = 1, repeats_as: str = "concat"):
+                 min_cancer_patients: int = 20, train_draws: int = 1, repeats_as: str = "mean"):
         self.sampling = sampling
         self.aggregator = aggregator
         self.endpoint = endpoint
@@ -103,6 +108,7 @@ class SurvivalTask(Task):
         self.horizons = horizons
         self.n_components = n_components
         self.l1_ratio = l1_ratio
+        self.cv_folds = cv_folds
         self.hidden = hidden
         self.dropout = dropout
         self.lr = lr
@@ -124,7 +130,7 @@ class SurvivalTask(Task):
             if f not in known:
                 issues.append(("params.features", f"unknown feature set {f!r}",
                                f"choose among {', '.join(sorted(known))}"))
-        if params.get("repeats_as", "concat") not in REPEATS_AS:
+        if params.get("repeats_as", "mean") not in REPEATS_AS:
             issues.append(("params.repeats_as", f"repeats_as must be one of {', '.join(REPEATS_AS)}",
                            "concat: the r repeats side by side; mean: their mean"))
         for key in ("test_fraction", "val_fraction"):
@@ -230,6 +236,7 @@ class SurvivalTask(Task):
 
     def _config(self) -> dict[str, Any]:
         return {"n_components": self.n_components, "l1_ratio": float(self.l1_ratio),
+                "cv_folds": int(self.cv_folds),
                 "hidden": list(self.hidden or [64]), "dropout": float(self.dropout), "lr": float(self.lr),
                 "weight_decay": [float(w) for w in (self.weight_decay or [1e-4, 1e-2])],
                 "max_epochs": int(self.max_epochs), "patience": int(self.patience)}

@@ -29,7 +29,7 @@ from fusionkit_plugins.tasks.patient import late_fusion
 from fusionkit_plugins.tasks.patient.common import AggregateBuilder, build_disjoint
 from fusionkit_plugins.tasks.survival.evaluate import evaluate
 from fusionkit_plugins.tasks.survival.metrics import Surv
-from fusionkit_plugins.tasks.survival.models import fit_coxnet, fit_deep, prepare_features
+from fusionkit_plugins.tasks.survival.models import cv_folds, fit_coxnet, fit_deep, prepare_features
 
 __all__ = ["survival_unit", "clinical_matrix", "CANCER_MODEL", "LATE", "models_for"]
 
@@ -89,7 +89,7 @@ def _aggregates(builder: AggregateBuilder, job: dict[str, Any], features: str, c
     seeds = (job["seed_train"], job["seed_test"])
     Xtr, ptr, Xte, pte = build_disjoint(sub, train, test, job["k"], job["r"], seeds, draws=job["train_draws"],
                                         leak="a patient is in both the training and the test aggregates")
-    if job.get("repeats_as", "concat") == "mean" and job["r"] > 1:  # the r exchangeable repeats, averaged
+    if job.get("repeats_as", "mean") == "mean" and job["r"] > 1:  # the r exchangeable repeats, averaged
         Xtr = Xtr.reshape(len(Xtr), job["r"], -1).mean(axis=1)
         Xte = Xte.reshape(len(Xte), job["r"], -1).mean(axis=1)
     cache[features] = (Xtr, ptr, Xte, pte)
@@ -127,14 +127,28 @@ def _design(builder: AggregateBuilder, job: dict[str, Any], features: str, cache
     return Ztr, np.asarray(ptr), Zte, np.asarray(pte)
 
 
+def _folds(ptr: np.ndarray, job: dict[str, Any]) -> np.ndarray | None:
+    """Coxnet's cross-validation folds of the training rows, by patient, stratified by cancer and
+    event (None: ``cv_folds`` < 2, the inner validation patients alone choose alpha)."""
+    n = int(job["cfg"].get("cv_folds", 1))
+    if n < 2:
+        return None
+    pats = np.unique(ptr)
+    strata = [f"{job['cancer'][p]}|{job['surv'][p][0]}" for p in pats]
+    fold = dict(zip(pats.tolist(), cv_folds(np.array(strata), n, job["seed_model"]).tolist()))
+    return np.array([fold[p] for p in ptr.tolist()], dtype=np.int64)
+
+
 def _fit(model: str, Ztr: np.ndarray, ytr: Surv, Zte: np.ndarray, val: np.ndarray, strata: tuple | None,
-         job: dict[str, Any], offset: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+         job: dict[str, Any], offset: int, folds: np.ndarray | None = None
+         ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """(train risk, test risk, info) of one model; ``strata``: (train strata, test strata) or None."""
     if model == CANCER_MODEL or Ztr.shape[1] == 0:
         return np.zeros(len(Ztr)), np.zeros(len(Zte)), {}
     s_tr, s_te = strata if strata is not None else (None, None)
     if model == "coxnet":
-        return fit_coxnet(Ztr, ytr, Zte, val, strata_tr=s_tr, strata_te=s_te, l1_ratio=job["cfg"]["l1_ratio"])
+        return fit_coxnet(Ztr, ytr, Zte, val, strata_tr=s_tr, strata_te=s_te, l1_ratio=job["cfg"]["l1_ratio"],
+                          folds=folds)
     return fit_deep(Ztr, ytr, Zte, val, strata_tr=s_tr, cfg=job["cfg"], seed=job["seed_model"] + offset)
 
 
@@ -153,7 +167,8 @@ def _one_feature_set(builder: AggregateBuilder, job: dict[str, Any], features: s
     out: dict[str, Any] = {"test_ids": pte.astype(str), "n_train": int(len(set(ptr.tolist()))), "models": {}}
     for i, model in enumerate(models_for(features, job["models"])):
         stratified = job["stratify"] or model == CANCER_MODEL
-        risk_tr, risk_te, info = _fit(model, Ztr, ytr, Zte, val, (c_tr, c_te) if stratified else None, job, 101 * i)
+        risk_tr, risk_te, info = _fit(model, Ztr, ytr, Zte, val, (c_tr, c_te) if stratified else None, job, 101 * i,
+                                      _folds(ptr, job) if model == "coxnet" else None)
         ev = evaluate(ytr, yte, risk_tr, risk_te, strata_tr=c_tr if stratified else None,
                       strata_te=c_te if stratified else None,
                       cancer_tr=c_tr, cancer_te=c_te, horizons=job["horizons"],
