@@ -171,7 +171,6 @@ def build_pool(recipe: Recipe, ctx: RunContext) -> tuple[EmbeddingPool, dict[str
     return pool, info
 
 
-
 # ----------------------------------------------------------------------------- memory per stage
 
 _MIB = 2.0 ** 20
