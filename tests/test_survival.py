@@ -370,7 +370,7 @@ def test_unit_builds_each_split_from_its_own_patients(monkeypatch):
 
     monkeypatch.setattr(common.AggregateBuilder, "plan", spy)
     out = survival_unit(builder, _job(pids, labels, train, test, ["multimodal", "rna", "clinical", "cancer",
-                                                                  "late-fusion"]))
+                                                                  "late-fusion", "clinical+late-fusion"]))
     train_plans = [o for p, o in seen if p <= set(train)]
     assert len(train_plans) == 2 and len(seen) == 4  # multimodal and rna, each: one train and one test plan
     for patients, owners in seen:
@@ -385,6 +385,7 @@ def test_unit_builds_each_split_from_its_own_patients(monkeypatch):
     assert res["multimodal"]["models"]["coxnet"]["overall"]["c_stratified"] > 0.6  # the planted factor
     assert sorted(res["late-fusion"]["test_ids"]) == sorted(test) and res["late-fusion"]["n_train"] == 150
     assert res["late-fusion"]["models"]["coxnet"]["overall"]["c_stratified"] > 0.6  # means keep it too
+    assert sorted(res["clinical+late-fusion"]["test_ids"]) == sorted(test)
     from fusionkit.unitcodec import decode_unit, encode_unit
 
     assert decode_unit(encode_unit("k", out), key="k")["features"]["rna"]["n_train"] == 150  # plain data
@@ -448,8 +449,8 @@ def test_survival_task_through_the_engine(tmp_path):
     res = json.loads((out / "metrics.json").read_text())["survival"]
     s = res["summary"]
     assert s["endpoint"] == "OS" and s["stratify_by"] == "cancer_type" and (s["k"], s["repeats"]) == (3, 2)
-    assert s["features"] == ["multimodal", "clinical+multimodal", "clinical", "cancer", "late-fusion", "rna",
-                             "mutation"]
+    assert s["features"] == ["multimodal", "clinical+multimodal", "clinical", "cancer", "late-fusion",
+                             "clinical+late-fusion", "rna", "mutation"]
     table = {(r["features"], r["model"]): r for r in s["table"]}
     assert table[("cancer", "baseline")]["c_stratified"]["mean"] == 0.5
     for key in (("multimodal", "coxnet"), ("clinical", "deep"), ("rna", "coxnet")):
@@ -460,7 +461,8 @@ def test_survival_task_through_the_engine(tmp_path):
     assert set(s["per_cancer"]) == {"BRCA", "LUAD", "STAD"} and s["per_cancer"]["BRCA"]["events"] > 0
     comparisons = {(p["comparison"], p["model"], p["scope"]) for p in s["paired"]}
     assert ("clinical+multimodal - clinical", "coxnet", "all") in comparisons
-    assert {("late-fusion - clinical", "coxnet", "all"), ("multimodal - late-fusion", "deep", "all")} <= comparisons
+    assert {("late-fusion - clinical", "coxnet", "all"), ("multimodal - late-fusion", "deep", "all"),
+            ("clinical+late-fusion - clinical", "coxnet", "all")} <= comparisons
     assert "age + stage" in s["statement"] and s["target"]["threshold"] == 0.65
     assert set(s["cindex_grid"]["coxnet"]) == {"1x2", "3x2"}
     names = {Path(f).name for f in res["figures"]}
@@ -468,9 +470,10 @@ def test_survival_task_through_the_engine(tmp_path):
             "cindex_by_cancer_coxnet.png"} <= names
     assert all(Path(f).exists() for f in res["figures"])
     runs = pd.read_csv(out / "survival" / "runs.csv")
-    assert len(runs) == 3 * (2 * 6 + 1) + 3 * 2  # main point: 6 feature sets x 2 models + baseline; other: 2
+    assert len(runs) == 3 * (2 * 7 + 1) + 3 * 2  # main point: 7 feature sets x 2 models + baseline; other: 2
     main = runs[runs["k"] == 3]
-    paired = main[main["features"].isin(["multimodal", "clinical+multimodal", "clinical", "cancer", "late-fusion"])]
+    paired = main[main["features"].isin(["multimodal", "clinical+multimodal", "clinical", "cancer", "late-fusion",
+                                         "clinical+late-fusion"])]
     assert (paired.groupby("repeat")["n_test"].nunique() == 1).all()  # the same test patients, repeat by repeat
     n_all = paired.groupby("repeat")["n_test"].first()
     for fs in ("rna", "mutation"):  # single modalities: the test patients who have it

@@ -59,7 +59,7 @@ def run_rows(results: dict[str, Any], meta: dict[str, tuple]) -> list[dict[str, 
 
 #: paired comparisons (features - reference), repeat by repeat on the same test patients
 COMPARISONS = (("multimodal", "clinical"), ("clinical+multimodal", "clinical"), (LATE, "clinical"),
-               ("multimodal", LATE))
+               ("clinical+" + LATE, "clinical"), ("multimodal", LATE))
 
 
 def paired_rows(rows: list[dict[str, Any]], main: tuple[int, int],
@@ -148,7 +148,7 @@ def _figures(ctx: RunContext, setup: dict[str, Any], cohort: dict[str, Any], res
         figs += [f] if f else []
     cancers = sorted(set(cohort["cancer"].tolist()))
     per = {fs: {c: stat.get((fs, model if fs != "cancer" else CANCER_MODEL, c, "c_harrell"), {}) for c in cancers}
-           for fs in setup["features"] if fs in ("multimodal", "clinical+multimodal", "clinical", LATE)}
+           for fs in setup["features"] if fs in ("multimodal", "clinical+multimodal", "clinical", LATE, "clinical+" + LATE)}
     f = figures.cindex_by_cancer(ctx, f"{name}/cindex_by_cancer_{model}.png", per,
                                  f"{setup['endpoint']} c-index per cancer ({model}, k={main[0]} r={main[1]})")
     figs += [f] if f else []

@@ -63,6 +63,10 @@ def statement(paired: list[dict[str, Any]], model: str, main: tuple[int, int], n
                      f"{added['verdict']}")
     if alone:
         parts.append(f"the aggregate alone vs age + stage: {_signed(alone)}: {alone['verdict']}")
+    late = by.get((f"clinical+{LATE} - clinical", model, "all"))
+    if late:
+        parts.append(f"per-modality patient means (late fusion, no sampling) added to age + stage: "
+                     f"{_signed(late)}: {late['verdict']}")
     return "; ".join(parts) + "."
 
 
@@ -119,9 +123,10 @@ def paper_rows(setup: dict[str, Any], stat: dict[tuple, Any], paired: list[dict[
                 m = pick(s)["mean"]
                 note = f"target >= {TARGET}: " + ("n/a" if not math.isfinite(m) else "meets" if m >= TARGET else "below")
                 rows.append(_row(setup, f"c-index within cancer, {fs} ({model})", s, PUBLISHED, note))
-            elif fs in ("clinical", "clinical+multimodal", "cancer", LATE):
+            elif fs in ("clinical", "clinical+multimodal", "cancer", LATE, "clinical+" + LATE):
                 note = {"cancer": "0.5 by construction: the cancer alone ranks no one within a cancer",
                         LATE: "per-modality patient means, no sampling: what the sums could keep",
+                        "clinical+" + LATE: "age + stage + per-modality patient means",
                         "clinical": "age + stage"}.get(fs, "age + stage + aggregate")
                 rows.append(_row(setup, f"c-index within cancer, {fs} ({model})", s, "", note))
     cancer_all = stat.get(("cancer", CANCER_MODEL, "all", "c_harrell"))

@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from fusionkit import RunContext
 
 MODELS = ("coxnet", "deep")
-BASE_FEATURES = ("multimodal", "clinical+multimodal", "clinical", "cancer", LATE)
+BASE_FEATURES = ("multimodal", "clinical+multimodal", "clinical", "cancer", LATE, "clinical+" + LATE)
 #: a feature-set name that stands for each modality of the sampling entry on its own
 SINGLE = "single"
 #: how the r repeats of a patient's aggregate become features
@@ -66,7 +66,7 @@ class SurvivalTask(Task):
     baseline hazards; null: one baseline hazard); ``cancer_label`` (the label of per-cancer
     results); ``models`` (``coxnet``, ``deep``); ``features`` (``multimodal``,
     ``clinical+multimodal``, ``clinical``, ``cancer``, ``late-fusion`` = per-modality patient means
-    without sampling, ``single`` = each modality's aggregates alone, or a modality name);
+    without sampling, ``clinical+late-fusion``, ``single`` = each modality's aggregates alone, or a modality name);
     ``covariates`` (patient labels of the clinical baseline); ``grid`` ({k, repeats});
     ``n_repeats`` patient-disjoint splits (>= 10 for the CIs); ``test_fraction``; ``val_fraction``
     (inner validation part of the training patients, for hyper-parameters); ``horizons`` (years, for
@@ -201,7 +201,7 @@ class SurvivalTask(Task):
         out: list[str] = []
         for f in wanted:
             for name in (mods if f == SINGLE else [f]):
-                if name in ("clinical", "clinical+multimodal") and not cohort["covariate_kinds"]:
+                if name.startswith("clinical") and not cohort["covariate_kinds"]:
                     continue
                 if name in avail:
                     n = int(np.isin(cohort["pids"], avail[name]).sum())

@@ -7,6 +7,7 @@ Feature sets (names in ``job["features"]``):
 ``<modality>``           aggregates of that modality alone (patients who have it)
 ``clinical``             clinical covariates (age, stage: the task's ``covariates`` labels)
 ``clinical+multimodal``  both, side by side (does the aggregate add to age + stage?)
+``clinical+late-fusion`` age + stage beside the late-fusion reference (does anything in the embeddings add?)
 ``cancer``               the cancer type alone: each cancer's own baseline hazard, no covariate
 ``late-fusion``          the reference without sampling: per patient, the mean of each modality's stored
                          embeddings (the sampling entry's modalities), concatenated, with availability
@@ -31,12 +32,14 @@ from fusionkit_plugins.tasks.survival.evaluate import evaluate
 from fusionkit_plugins.tasks.survival.metrics import Surv
 from fusionkit_plugins.tasks.survival.models import cv_folds, fit_coxnet, fit_deep, prepare_features
 
-__all__ = ["survival_unit", "clinical_matrix", "CANCER_MODEL", "LATE", "models_for"]
+__all__ = ["survival_unit", "clinical_matrix", "CANCER_MODEL", "LATE", "CLINICAL_PLUS", "models_for"]
 
 #: the model name of the cancer-only baseline (no covariate: per-cancer baseline hazards)
 CANCER_MODEL = "baseline"
 #: the feature set of per-modality patient means (no sampling): the reference the sums are measured against
 LATE = "late-fusion"
+#: prefix of a feature set with the clinical covariates beside it (clinical+multimodal, clinical+late-fusion)
+CLINICAL_PLUS = "clinical+"
 
 
 def models_for(features: str, models: list[str]) -> list[str]:
@@ -101,15 +104,18 @@ def _design(builder: AggregateBuilder, job: dict[str, Any], features: str, cache
     """(Z_train, ids_train, Z_test, ids_test): prepared features of one feature set."""
     strat = job["stratify"]
     cancer = job["cancer"]
-    if features in ("clinical", "cancer"):
+    base = features[len(CLINICAL_PLUS):] if features.startswith(CLINICAL_PLUS) else features
+    if base in ("clinical", "cancer"):
         ptr, pte = np.asarray(job["train"]), np.asarray(job["test"])
         Xtr, Xte = np.zeros((len(ptr), 0)), np.zeros((len(pte), 0))
-    elif features == LATE:
+    elif base == LATE:
         ptr, pte = np.asarray(job["train"]), np.asarray(job["test"])
-        mods = list(getattr(builder.sampler, "modalities", None) or builder.pool.modalities)
-        Xtr, Xte = late_fusion.split_features(builder.pool.restrict(modalities=mods), ptr, pte)
+        if LATE not in cache:
+            mods = list(getattr(builder.sampler, "modalities", None) or builder.pool.modalities)
+            cache[LATE] = late_fusion.split_features(builder.pool.restrict(modalities=mods), ptr, pte)
+        Xtr, Xte = cache[LATE]
     else:
-        agg = _aggregates(builder, job, "multimodal" if features == "clinical+multimodal" else features, cache)
+        agg = _aggregates(builder, job, base, cache)
         if agg is None:
             return None
         Xtr, ptr, Xte, pte = agg
@@ -117,7 +123,7 @@ def _design(builder: AggregateBuilder, job: dict[str, Any], features: str, cache
     s_te = np.array([cancer[p] for p in pte]) if strat else None
     Ztr, Zte = prepare_features(Xtr, Xte, job["cfg"]["n_components"], job["seed_model"], s_tr, s_te) \
         if Xtr.shape[1] else (Xtr, Xte)
-    if features in ("clinical", "clinical+multimodal"):
+    if features == "clinical" or features.startswith(CLINICAL_PLUS):
         rows = [job["covariates"][p] for p in ptr] + [job["covariates"][p] for p in pte]
         train = np.r_[np.ones(len(ptr), bool), np.zeros(len(pte), bool)]
         C = clinical_matrix(rows, job["covariate_kinds"], train)
