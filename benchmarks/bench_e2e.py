@@ -31,7 +31,7 @@ REPEAT_KEYS = ("repeats", "n_repeats")
 
 
 def reduced_sets(quick: bool) -> list[str]:
-    """--set overrides putting every task's repeat count to 1 (and, quick, smaller sizes),
+    """--set overrides putting every task's repeat count to 1 (2 for survival; and, quick, smaller sizes),
     derived from the recipe itself so renamed parameters do not break the benchmark."""
     from fusionkit.recipe import load_yaml
 
@@ -39,9 +39,11 @@ def reduced_sets(quick: bool) -> list[str]:
     sets = []
     for name, task in (raw.get("tasks") or {}).items():
         params = (task or {}).get("params") or {} if isinstance(task, dict) else {}
+        # survival reports a CI over repeats and refuses fewer than two
+        floor = 2 if isinstance(task, dict) and task.get("name") == "survival" else 1
         for key in REPEAT_KEYS:
-            if isinstance(params.get(key), int) and params[key] > 1:
-                sets.append(f"tasks.{name}.params.{key}=1")
+            if isinstance(params.get(key), int) and params[key] > floor:
+                sets.append(f"tasks.{name}.params.{key}={floor}")
         if quick:
             if isinstance(params.get("n_per_k"), int):
                 sets.append(f"tasks.{name}.params.n_per_k={min(300, params['n_per_k'])}")

@@ -45,15 +45,10 @@ def _one(folder: Path, tag: str, cache: Path, sets: list[str]) -> dict[str, Any]
 
 
 def _quick_sets() -> list[str]:
-    """bench_e2e's small overrides; tasks that need two repeats for a CI (survival) keep two."""
+    """bench_e2e's small overrides (survival keeps the two repeats its CI needs)."""
     from bench_e2e import reduced_sets
 
-    from fusionkit.recipe import load_yaml
-
-    tasks = load_yaml(RECIPE).get("tasks") or {}
-    need_two = {n for n, t in tasks.items() if isinstance(t, dict) and t.get("name") == "survival"}
-    return [s.rsplit("=", 1)[0] + "=2" if s.endswith(".n_repeats=1") and s.split(".")[1] in need_two else s
-            for s in reduced_sets(True)]
+    return reduced_sets(True)
 
 
 def _gib(mib: Any) -> float | None:
