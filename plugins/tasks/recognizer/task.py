@@ -289,7 +289,8 @@ class _RecognizerBase(Task):
                                           (ctx, model, sampling, ks, repeat, mode, train_ks, run_id,
                                            class_names, label),
                                           label=f"{model} r{repeat} {mode} k={train_ks}"))
-        if getattr(self, "batched", False):  # one unit per repeat, shared aggregates, batched networks
+        if getattr(self, "batched", False) and _batched_supports(self):
+            # one unit per repeat, shared aggregates, batched networks
             from fusionkit_plugins.tasks.recognizer.batched import repeat_units
 
             units = repeat_units(self, ctx, models, sampling, ks, modes, repeats, run_id, class_names, label,
@@ -341,6 +342,21 @@ class _RecognizerBase(Task):
         }
         comparison = paper_comparison(rows, modalities, ks, models, modes)
         return {"summary": summary, "tables": tables, "figures": figures, "paper_comparison": comparison}
+
+
+def _batched_supports(task: Any) -> bool:
+    """Whether ``batched.py`` trains the network this task asks for. The linear shortcut
+    (``models.linear_shortcut``) must be built into the grouped networks too; until
+    ``batched.SUPPORTS_SHORTCUT`` says so, a task with the shortcut trains one network per unit
+    (same results, slower) rather than silently training the network without it."""
+    if not getattr(task, "shortcut", False):
+        return True
+    from fusionkit_plugins.tasks.recognizer import batched
+
+    if getattr(batched, "SUPPORTS_SHORTCUT", False):
+        return True
+    log.warning("batched recognizer training has no linear shortcut yet: training one network per unit")
+    return False
 
 
 def _constant_predictions(rows: list[dict[str, Any]]) -> list[str]:
@@ -438,9 +454,15 @@ class RecognizerTask(_RecognizerBase):
     weight}, ``predict_counts`` (+ ``count_weight``), ``predict_cancer`` (+
     ``cancer_weight``); training: ``lr``, ``batch_size``, ``max_epochs``,
     ``patience``, ``weight_decay``, ``standardize`` inputs, ``device``
-    auto|cpu|cuda, ``balance`` (default true: present and absent aggregates weigh half each in
-    every head's loss and in early stopping; without it, at high k the net predicts "present"
-    everywhere, issue 15), ``threads`` torch threads while training (default 1: the
+    auto|cpu|cuda, ``shortcut`` (default true: a fixed linear path from the input to every
+    output, solved to convergence before training: ridge-regressed counts calibrated into
+    presence logits, a multinomial logistic cancer head; the network learns the residual and
+    its untrained state competes in early stopping. Without it the network alone fell far
+    below the logistic baseline at k=10, issue 15; see ``models.linear_shortcut``),
+    ``balance`` (present and absent aggregates weigh half each in every head's loss and in
+    early stopping; default false: with the shortcut it only moves the threshold towards
+    "absent" and costs MCC; without the shortcut it stops the net predicting "present"
+    everywhere at high k), ``threads`` torch threads while training (default 1: the
     fastest for these small nets; 0 leaves torch's setting), ``batched`` (one unit per repeat: its
     aggregates built once for every model, the isolation networks of all k trained as one grouped
     model, the baseline fitted for all modalities at once; see ``batched.py``); evaluation: ``threshold``, ``drop_empty`` (leave out test
@@ -459,7 +481,7 @@ class RecognizerTask(_RecognizerBase):
                  batch_size: int = 256, max_epochs: int = 100, patience: int = 8, weight_decay: float = 0.0,
                  standardize: bool = True, device: str = "auto", threshold: float = 0.5, drop_empty: bool = True,
                  test_fraction: float = 0.2, val_fraction: float = 0.2, baseline_C: float = 1.0,
-                 threads: int = 1, balance: bool = True, batched: bool = False):
+                 threads: int = 1, balance: bool = False, batched: bool = False, shortcut: bool = True):
         self.sampling = sampling
         self.k = k
         self.n_per_k = n_per_k
@@ -491,6 +513,7 @@ class RecognizerTask(_RecognizerBase):
         self.threads = threads
         self.balance = balance
         self.batched = batched
+        self.shortcut = shortcut
 
     def _models(self) -> list[str]:
         return ["deep", "baseline"] if self.baseline else ["deep"]
@@ -516,7 +539,7 @@ class RecognizerTask(_RecognizerBase):
                               lr=self.lr, batch_size=self.batch_size, max_epochs=self.max_epochs,
                               patience=self.patience, weight_decay=self.weight_decay, standardize=self.standardize,
                               device=self._device(ctx), seed=seed, k_scale=k_scale, threads=self.threads,
-                              balance=self.balance)
+                              balance=self.balance, shortcut=self.shortcut)
 
 
 class RecognizerBaselineTask(_RecognizerBase):
