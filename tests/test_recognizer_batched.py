@@ -29,8 +29,9 @@ def _clean_mcc(rows: list[dict]) -> dict[tuple, list[float]]:
 def test_batched_training_is_statistically_equivalent(tmp_path, plugin_system, torch_one_thread):
     common = {"sampling": "rec", "n_repeats": REPEATS, "modes": ["isolation", "composite"], "baseline": True,
               "perturbations": ["noise30"], **NET}
+    # the batched side as recipes/paper_scale.yaml runs it: grouped weights, bf16 products
     tasks = {"seq": {"name": "recognizer", "params": {**common}},
-             "bat": {"name": "recognizer", "params": {**common, "batched": True}}}
+             "bat": {"name": "recognizer", "params": {**common, "batched": True, "precision": "bf16"}}}
     perts = {"noise30": {"name": "gaussian-replace", "params": {"fraction": 0.3, "std": 0.5}}}
     # k up to 10 draws of 4 modalities, modest offsets: MCC well below 1, so the comparison can fail
     path = _recipe(tmp_path, tasks, k=(4, 10), n=400, perturbations=perts, cancer_shift=4.0)
@@ -105,3 +106,35 @@ def test_multilogistic_matches_scikit_learn():
         ref = LogisticRegression(C=0.5, tol=1e-8, max_iter=2000).fit(Z, Y[:, j])
         np.testing.assert_allclose(m.W_[:-1, j], ref.coef_[0], rtol=2e-3, atol=2e-3)
         np.testing.assert_allclose(m.predict(X)["proba"][:, j], ref.predict_proba(Z)[:, 1], atol=2e-3)
+
+
+def _net(M: int, **kw):
+    from fusionkit_plugins.tasks.recognizer.models import DeepRecognizer
+
+    args = dict(hidden=[32], head_hidden=8, dropout=0.1, loss="mse", head_weights=np.ones(M, np.float32),
+                predict_counts=False, count_weight=1.0, n_classes=0, cancer_weight=1.0, lr=1e-2, batch_size=32,
+                max_epochs=3, patience=2, weight_decay=0.0, standardize=True, device="cpu", seed=0, k_scale=4.0)
+    return DeepRecognizer(M, **{**args, **kw})
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_batched_network_carries_the_linear_shortcut(torch_one_thread, precision):
+    """With lr = 0 training cannot improve on epoch 0, so every network keeps its solved linear path:
+    batched and one-at-a-time predictions are then the same shortcut outputs (fp32 even with bf16
+    products: the shortcut is computed from the fp32 inputs)."""
+    from fusionkit_plugins.tasks.recognizer.batched import fit_batched
+
+    rng = np.random.default_rng(2)
+    n, nv, d, M = 300, 100, 12, 3
+    C = rng.integers(0, 3, (n + nv, M)).astype(np.float32)
+    X = (C @ rng.normal(size=(M, d)) * 3 + rng.normal(size=(n + nv, d)) + 5).astype(np.float32)
+    P = (C > 0).astype(np.float32)
+    sets = {"X": X[:n], "presence": P[:n], "counts": C[:n], "X_v": X[n:], "presence_v": P[n:], "counts_v": C[n:],
+            "classes": None, "classes_v": None}
+    one = _net(M, lr=0.0).fit(X[:n], P[:n], C[:n], X[n:], P[n:], C[n:])
+    two = _net(M, lr=0.0, seed=5)
+    [bat] = fit_batched([two], [sets], precision=precision)
+    assert one.shortcut_ is not None and bat.shortcut_ is not None
+    assert bat.epochs_ == one.epochs_ == 2  # patience 2: epochs 1, 2 do not improve (epoch 0 is not counted)
+    np.testing.assert_allclose(bat.best_val_loss_, one.best_val_loss_, rtol=1e-5)
+    np.testing.assert_allclose(bat.predict(X[n:])["proba"], one.predict(X[n:])["proba"], atol=1e-5)
