@@ -212,12 +212,13 @@ def test_check_recipe_reports_bad_references(tmp_path, plugin_system):
     from fusionkit.recipe import load_recipe
 
     tasks = {"rec": {"name": "recognizer", "params": {"sampling": "nope", "perturbations": ["missing"],
-                                                        "modes": ["isolation", "sideways"], "loss": "hinge"}}}
+                                                        "modes": ["isolation", "sideways"], "loss": "hinge",
+                                                        "shortcut": "diagonal"}}}
     path = _recipe(tmp_path, tasks)
     with pytest.raises(RecipeError) as info:
         load_recipe(path, plugin_system)
     text = str(info.value) + " ".join(str(i) for i in info.value.issues)
-    for part in ("nope", "missing", "sideways", "hinge"):
+    for part in ("nope", "missing", "sideways", "hinge", "diagonal"):
         assert part in text
     # a patient-level entry cannot feed the recognizer
     raw = yaml.safe_load(path.read_text())

@@ -94,6 +94,14 @@ def test_ridge_loo_predictions_are_exact_refits():
     zm, ym = Z.mean(0), Y.mean(0)
     np.testing.assert_allclose(W, np.linalg.solve((Z - zm).T @ (Z - zm) + alpha * np.eye(6), (Z - zm).T @ (Y - ym)))
     np.testing.assert_allclose(b, ym - zm @ W)
+    # homogeneous (no free intercept): Y = (Z - origin) W
+    o = rng.normal(size=6)
+    W0, b0, loo0, _ = ridge_loo(Z, Y, rel_alphas=(0.05,), origin=o)
+    np.testing.assert_allclose(W0, np.linalg.solve((Z - o).T @ (Z - o) + alpha * np.eye(6), (Z - o).T @ Y))
+    np.testing.assert_allclose(b0, -o @ W0)
+    m = np.arange(40) != 5
+    W5 = np.linalg.solve((Z[m] - o).T @ (Z[m] - o) + alpha * np.eye(6), (Z[m] - o).T @ Y[m])
+    np.testing.assert_allclose(loo0[5], (Z[5] - o) @ W5, rtol=1e-8, atol=1e-8)
 
 
 def test_calibration_puts_the_boundary_between_zero_and_one_draw():
@@ -157,6 +165,27 @@ def test_shortcut_network_starts_as_the_linear_path():
     np.testing.assert_allclose(pred["proba"], 1 / (1 + np.exp(-lin[:, 0::2])), atol=1e-4)
     np.testing.assert_array_equal(pred["cancer"], (Z @ sc["cW"] + sc["cb"]).argmax(1))
     assert net.history_[0]["epoch"] == 0 and net.epochs_ == len(net.history_) - 1
+
+
+def test_homogeneous_shortcut_ignores_the_fixed_count_total():
+    """At a fixed k the affine count model may use "the counts add up to k"; the homogeneous one
+    cannot: scaling an aggregate towards zero scales its counts."""
+    world = _world(4)
+    (X, P, Cn, T), (Xv, Pv, Cv, Tv) = _sample(world, 300, 6), _sample(world, 60, 6)
+    kw = dict(hidden=[16], head_hidden=4, dropout=0.0, loss="mse", head_weights=np.ones(M), predict_counts=True,
+              count_weight=1.0, n_classes=0, cancer_weight=1.0, lr=1e-12, batch_size=64, max_epochs=1,
+              patience=1, weight_decay=0.0, standardize=True, device="cpu", seed=0, k_scale=6.0)
+    with pytest.raises(ValueError):
+        DeepRecognizer(M, **kw, shortcut="sideways")
+    for kind in ("affine", "homogeneous"):
+        net = DeepRecognizer(M, **kw, shortcut=kind).fit(X, P, Cn, Xv, Pv, Cv)
+        sc = net.shortcut_
+        zero = (np.zeros(D, np.float32) - net.mu_) / net.sd_  # the empty aggregate
+        counts_at_zero = (zero @ sc["W"] + sc["b"])[1::2] * 6.0
+        if kind == "homogeneous":
+            np.testing.assert_allclose(counts_at_zero, 0.0, atol=1e-3)
+        else:
+            assert np.abs(counts_at_zero).max() > 0.5  # the intercept carries part of k
 
 
 def test_guard_flags_constant_models_in_the_summary():

@@ -174,6 +174,10 @@ class _RecognizerBase(Task):
             if mods and key not in mods and key != CANCER_MODALITY:
                 out.append(("params.head_weights", f"head weight for unknown modality {key!r}",
                             f"modalities: {', '.join(sorted(mods))}"))
+        shortcut = params.get("shortcut", True)
+        if not isinstance(shortcut, bool) and shortcut not in (None, "affine", "homogeneous", "none"):
+            out.append(("params.shortcut", f"unknown shortcut {shortcut!r}",
+                        "shortcut: true (affine), homogeneous, or false"))
         if params.get("predict_cancer") and name and table[name].name != "cancer-specific":
             out.append(("params.predict_cancer", "predict_cancer needs cancer-specific sampling",
                         f"sampling entry {name!r} uses {table[name].name!r}"))
@@ -353,7 +357,9 @@ def _batched_supports(task: Any) -> bool:
     (``models.linear_shortcut``) must be built into the grouped networks too; until
     ``batched.SUPPORTS_SHORTCUT`` says so, a task with the shortcut trains one network per unit
     (same results, slower) rather than silently training the network without it."""
-    if not getattr(task, "shortcut", False):
+    from fusionkit_plugins.tasks.recognizer.models import shortcut_kind
+
+    if shortcut_kind(getattr(task, "shortcut", False)) == "none":
         return True
     from fusionkit_plugins.tasks.recognizer import batched
 
@@ -458,11 +464,13 @@ class RecognizerTask(_RecognizerBase):
     weight}, ``predict_counts`` (+ ``count_weight``), ``predict_cancer`` (+
     ``cancer_weight``); training: ``lr``, ``batch_size``, ``max_epochs``,
     ``patience``, ``weight_decay``, ``standardize`` inputs, ``device``
-    auto|cpu|cuda, ``shortcut`` (default true: a fixed linear path from the input to every
-    output, solved to convergence before training: ridge-regressed counts calibrated into
-    presence logits, a multinomial logistic cancer head; the network learns the residual and
-    its untrained state competes in early stopping. Without it the network alone fell far
-    below the logistic baseline at k=10, issue 15; see ``models.linear_shortcut``),
+    auto|cpu|cuda, ``shortcut`` (default true = ``affine``: a fixed linear path from the input
+    to every output, solved to convergence before training: ridge-regressed counts calibrated
+    into presence logits, a multinomial logistic cancer head; the network learns the residual
+    and its untrained state competes in early stopping. Without it (false) the network alone
+    fell far below the logistic baseline at k=10, issue 15. ``homogeneous``: counts with no
+    free intercept, so the model cannot use "the counts add up to k": more robust when draws
+    are replaced by noise, weaker on clean data at high k; see ``models.linear_shortcut``),
     ``balance`` (present and absent aggregates weigh half each in every head's loss and in
     early stopping; default false: with the shortcut it only moves the threshold towards
     "absent" and costs MCC; without the shortcut it stops the net predicting "present"
@@ -488,7 +496,7 @@ class RecognizerTask(_RecognizerBase):
                  standardize: bool = True, device: str = "auto", threshold: float = 0.5, drop_empty: bool = True,
                  test_fraction: float = 0.2, val_fraction: float = 0.2, baseline_C: float = 1.0,
                  threads: int = 1, balance: bool = False, batched: bool = False, precision: str = "fp32",
-                 shortcut: bool = True):
+                 shortcut: bool | str = True):
         self.sampling = sampling
         self.k = k
         self.n_per_k = n_per_k
