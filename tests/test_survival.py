@@ -116,6 +116,9 @@ def test_coxnet_with_strata_and_breslow_baselines():
     assert sorted(np.bincount(folds).tolist()) == [60] * 5
     for st in np.unique(s[tr]):  # every fold holds about a fifth of each stratum
         assert np.ptp(np.bincount(folds[s[tr] == st], minlength=5)) <= 2
+    rare = cv_folds(np.array(["a"] * 20 + ["b"] * 3), 5, seed=1)  # a stratum smaller than the folds
+    assert sorted(np.bincount(rare).tolist()) == [4, 4, 5, 5, 5] and len(set(rare[20:])) == 3
+    assert sorted(cv_folds(np.array(["a", "b", "c"]), 5, seed=1).tolist()) == [0, 1, 2]  # fewer rows than folds
     r_tr5, r_te5, info5 = fit_coxnet(Ztr, y.take(tr), Zte, val, strata_tr=s[tr], strata_te=s[te], folds=folds)
     assert info5["cv_folds"] == 5 and info5["nonzero"] >= 2 and info["cv_folds"] == 1
     assert harrell_stratified(y.take(te), r_te5, s[te]) > 0.72

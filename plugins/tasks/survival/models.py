@@ -114,19 +114,26 @@ def _coxnet_path(X: np.ndarray, y: Surv, penalty: np.ndarray, l1_ratio: float, a
 
 
 def cv_folds(strata: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
-    """Fold number (0 .. n_folds - 1) of each training row, stratified by ``strata`` (e.g. cancer|event)."""
-    from sklearn.model_selection import StratifiedKFold
+    """Fold number (0 .. n_folds - 1) of each training row, stratified by ``strata`` (e.g. cancer|event;
+    a stratum with fewer rows than folds is spread as far as it goes), shuffled with ``seed``."""
+    import warnings
+
+    from sklearn.model_selection import KFold, StratifiedKFold
 
     strata = np.asarray(strata).astype(str)
+    n = max(1, min(int(n_folds), len(strata)))
     folds = np.zeros(len(strata), dtype=np.int64)
-    _, counts = np.unique(strata, return_counts=True)
+    if n < 2:
+        return folds
+    rs = int(seed) % (2 ** 32)
     try:
-        split = StratifiedKFold(int(n_folds), shuffle=True, random_state=int(seed) % (2 ** 32)).split(
-            np.zeros(len(strata)), strata if counts.min() >= int(n_folds) else None)
-        for f, (_, held) in enumerate(split):
-            folds[held] = f
-    except ValueError:  # fewer rows than folds
-        folds[:] = np.arange(len(strata)) % max(1, int(n_folds))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "the least populated class has only ... members"
+            split = list(StratifiedKFold(n, shuffle=True, random_state=rs).split(np.zeros(len(strata)), strata))
+    except ValueError:  # every stratum smaller than the number of folds
+        split = list(KFold(n, shuffle=True, random_state=rs).split(np.zeros(len(strata))))
+    for f, (_, held) in enumerate(split):
+        folds[held] = f
     return folds
 
 
