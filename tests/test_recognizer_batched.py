@@ -1,5 +1,6 @@
-"""Batched recognizer training (grouped weights, one unit per repeat) against one-at-a-time training:
-the same protocol and outputs, statistically equivalent metrics on a small configuration."""
+"""Batched recognizer training (grouped weights across blocks of repeats, bf16 products, the
+all-modality L-BFGS baseline) against one-at-a-time training: the same protocol and outputs,
+statistically equivalent metrics on a small configuration."""
 
 from __future__ import annotations
 
@@ -29,9 +30,11 @@ def _clean_mcc(rows: list[dict]) -> dict[tuple, list[float]]:
 def test_batched_training_is_statistically_equivalent(tmp_path, plugin_system, torch_one_thread):
     common = {"sampling": "rec", "n_repeats": REPEATS, "modes": ["isolation", "composite"], "baseline": True,
               "perturbations": ["noise30"], **NET}
-    # the batched side as recipes/paper_scale.yaml runs it: grouped weights, bf16 products
+    # the batched side as recipes/paper_scale.yaml runs it: grouped weights across a block of
+    # repeats, bf16 products
     tasks = {"seq": {"name": "recognizer", "params": {**common}},
-             "bat": {"name": "recognizer", "params": {**common, "batched": True, "precision": "bf16"}}}
+             "bat": {"name": "recognizer", "params": {**common, "batched": True, "precision": "bf16",
+                                                      "batch_repeats": 2}}}
     perts = {"noise30": {"name": "gaussian-replace", "params": {"fraction": 0.3, "std": 0.5}}}
     # k up to 10 draws of 4 modalities, modest offsets: MCC well below 1, so the comparison can fail
     path = _recipe(tmp_path, tasks, k=(4, 10), n=400, perturbations=perts, cancer_shift=4.0)
@@ -56,7 +59,10 @@ def test_batched_training_is_statistically_equivalent(tmp_path, plugin_system, t
     s = res["bat"]["summary"]
     assert s["units"]["total"] == REPEATS * 2 * 3 and res["seq"]["summary"]["units"]["total"] == REPEATS * 2 * 3
     units = _read_csv(out / res["bat"]["tables"]["units"])
-    assert {u["batched"] for u in units if u["model"] == "deep" and u["mode"] == "isolation"} == {"2"}
+    # 2 sample counts x 2 repeats per grouped isolation model, 2 repeats per composite one
+    assert {u["batched"] for u in units if u["model"] == "deep" and u["mode"] == "isolation"} == {"4"}
+    assert {u["batched"] for u in units if u["model"] == "deep" and u["mode"] == "composite"} == {"2"}
+    assert sorted({int(u["repeat"]) for u in units}) == list(range(REPEATS))
     seq_loss = np.mean([float(u["best_val_loss"]) for u in _read_csv(out / res["seq"]["tables"]["units"])
                         if u["model"] == "deep"])
     bat_loss = np.mean([float(u["best_val_loss"]) for u in units if u["model"] == "deep"])

@@ -4,30 +4,38 @@ A recognizer study trains hundreds of small networks of one shape (every
 repeat, every sample count k, isolation and composite). Training them one at
 a time leaves the CPU running many small matrix products and Python steps.
 Here R networks are trained together: every layer holds per-network weights
-``(R, in, out)`` and runs as one ``torch.baddbmm``; each network has its own
-data, minibatch order, BatchNorm statistics and early stopping. The loss is
-the sum of the networks' own losses and Adam is elementwise, so every network
-gets exactly the gradient and update it would get alone: only the random
-streams (initialisation, minibatch order, dropout masks) differ from
-one-at-a-time training, and the results are statistically equivalent
-(tested in ``tests/test_recognizer_batched.py``). A network whose early
-stopping fires leaves the batch (its best weights are kept).
+``(R, out, in)`` and runs as one ``torch.bmm`` on feature-major activations
+(R, C, B); each network has its own data, minibatch order, BatchNorm
+statistics (one native ``batch_norm`` over R*C channels), linear shortcut and
+early stopping. The loss is the sum of the networks' own losses and Adam is
+elementwise, so every network gets exactly the gradient and update it would
+get alone: only the random streams (initialisation, minibatch order, dropout
+masks) and, with ``precision="bf16"``, the rounding of the matrix-product
+operands differ from one-at-a-time training, and the results are
+statistically equivalent (tested in ``tests/test_recognizer_batched.py``). A
+network whose early stopping fires leaves the batch (its best weights are
+kept).
 
 :func:`fit_batched` trains a list of :class:`~.models.DeepRecognizer` with
 their datasets and leaves each ready to ``predict`` as if fitted alone.
 :class:`MultiLogistic` is the logistic baseline (one binary logistic
 regression per modality, same objective as scikit-learn's) fitted for all
-modalities at once with L-BFGS, one pass over the data per evaluation.
+modalities at once by preconditioned L-BFGS, one pass over the data per
+evaluation. :func:`repeat_units` makes one cached unit per block of repeats
+(the task's ``batch_repeats``).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
 import numpy as np
 
 from fusionkit_plugins.tasks.recognizer.models import DeepRecognizer, _standardiser, class_weights
+
+log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------- grouped network
@@ -190,14 +198,32 @@ def _stack(torch: Any, arrays: list[np.ndarray | None], dtype: Any) -> Any:
     return torch.from_numpy(np.stack([np.asarray(a) for a in arrays])).to(dtype)
 
 
-def _tensors(torch: Any, ests: list[DeepRecognizer], data: list[dict[str, Any]], part: str) -> dict[str, Any]:
-    """Standardised inputs and targets of every network, stacked: X (R, n, d), P, C, T."""
+def _tensors(torch: Any, ests: list[DeepRecognizer], data: list[dict[str, Any]], part: str, dtype: Any,
+             buf: dict[str, Any]) -> dict[str, Any]:
+    """Standardised inputs (R, n, d) in ``dtype`` and targets of every network, stacked (X, P, C, T),
+    and, with the linear shortcut in ``buf``, its fixed outputs for every row (S, SC) computed in
+    fp32 from the fp32 inputs. Built one network at a time (no fp32 copy of the whole stack)."""
     sfx = "" if part == "train" else "_v"
-    X = np.stack([((np.asarray(d["X" + sfx]) - e.mu_) / e.sd_).astype(np.float32) for e, d in zip(ests, data)])
-    T = [d.get("classes" + sfx) for d in data] if ests[0].n_classes > 1 else [None]
-    return {"X": torch.from_numpy(X), "P": _stack(torch, [d["presence" + sfx] for d in data], torch.float32),
-            "C": _stack(torch, [d["counts" + sfx] for d in data], torch.float32),
-            "T": _stack(torch, T, torch.int64)}
+    n, d = np.asarray(data[0]["X" + sfx]).shape
+    X = torch.empty((len(ests), n, d), dtype=dtype)
+    S = torch.empty((len(ests), n, buf["short.W"].shape[-1])) if "short.W" in buf else None
+    SC = torch.empty((len(ests), n, buf["cshort.W"].shape[-1])) if "cshort.W" in buf else None
+    for i, (e, dd) in enumerate(zip(ests, data)):
+        Z = torch.from_numpy(((np.asarray(dd["X" + sfx]) - e.mu_) / e.sd_).astype(np.float32))
+        if S is not None:
+            torch.addmm(buf["short.b"][i], Z, buf["short.W"][i], out=S[i])
+        if SC is not None:
+            torch.addmm(buf["cshort.b"][i], Z, buf["cshort.W"][i], out=SC[i])
+        X[i].copy_(Z)
+    T = [dd.get("classes" + sfx) for dd in data] if ests[0].n_classes > 1 else [None]
+    out = {"X": X, "P": _stack(torch, [dd["presence" + sfx] for dd in data], torch.float32),
+           "C": _stack(torch, [dd["counts" + sfx] for dd in data], torch.float32),
+           "T": _stack(torch, T, torch.int64)}
+    if S is not None:
+        out["S"] = S
+    if SC is not None:
+        out["SC"] = SC
+    return out
 
 
 def _select(tensors: dict[str, Any], keep: Any) -> dict[str, Any]:
@@ -243,6 +269,14 @@ def _epoch(torch: Any, est: DeepRecognizer, P: dict, buf: dict, opt: Any, tr: di
     return tot / n
 
 
+def _bf16_fast(torch: Any) -> bool:
+    """Whether oneDNN runs bf16 products natively here (else they are emulated, slower than fp32)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:  # an old torch or a build without oneDNN
+        return False
+
+
 def fit_batched(ests: list[DeepRecognizer], data: list[dict[str, Any]], precision: str = "fp32"
                 ) -> list[DeepRecognizer]:
     """Train same-shaped recognizers together; each keeps its own early-stopped best weights.
@@ -258,6 +292,10 @@ def fit_batched(ests: list[DeepRecognizer], data: list[dict[str, Any]], precisio
 
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
+    if precision == "bf16" and not _bf16_fast(torch):
+        log.warning("precision bf16: this CPU has no fast bf16 matrix products (AMX / AVX512-BF16); "
+                    "training in fp32")
+        precision = "fp32"
     est0 = ests[0]
     for e, d in zip(ests, data):
         e.mu_, e.sd_ = _standardiser(d["X"]) if e.standardize else (
@@ -285,8 +323,7 @@ def fit_batched(ests: list[DeepRecognizer], data: list[dict[str, Any]], precisio
 
 def _train_group(torch: Any, ests: list[DeepRecognizer], data: list[dict[str, Any]]) -> list[tuple]:
     est = ests[0]
-    tr, va = _tensors(torch, ests, data, "train"), _tensors(torch, ests, data, "val")
-    d = tr["X"].shape[2]
+    d = np.asarray(data[0]["X"]).shape[1]
     P = _init_params(torch, est, d, [e.seed for e in ests])
     buf = {f"trunk{i}.{s}": (torch.zeros if s == "mean" else torch.ones)(len(ests), h)
            for i, h in enumerate(est.hidden) for s in ("mean", "var")}
@@ -297,17 +334,14 @@ def _train_group(torch: Any, ests: list[DeepRecognizer], data: list[dict[str, An
         if "cancer.W" in P:
             buf["cshort.W"] = torch.from_numpy(np.stack([sc["cW"] for sc in short]))
             buf["cshort.b"] = torch.from_numpy(np.stack([sc["cb"] for sc in short]))
-        for part in (tr, va):  # fixed: computed once, in fp32, for every training and validation row
-            part["S"] = torch.baddbmm(buf["short.b"].unsqueeze(1), part["X"], buf["short.W"])
-            if "cshort.W" in buf:
-                part["SC"] = torch.baddbmm(buf["cshort.b"].unsqueeze(1), part["X"], buf["cshort.W"])
         # the residual layers start at zero (as one-at-a-time training): the network starts as the path
         for name in ("head2", "head", "cancer"):
             for suffix in (".W", ".b"):
                 if name + suffix in P:
                     P[name + suffix].zero_()
-    if est.compute_dtype_ is not None:  # the inputs are only ever used as matrix-product operands
-        tr["X"], va["X"] = tr["X"].to(est.compute_dtype_), va["X"].to(est.compute_dtype_)
+    # the inputs are only matrix-product operands (the shortcut's fixed outputs S are precomputed in fp32)
+    dtype = est.compute_dtype_ or torch.float32
+    tr, va = _tensors(torch, ests, data, "train", dtype, buf), _tensors(torch, ests, data, "val", dtype, buf)
     P = {k: v.requires_grad_() for k, v in P.items()}
     opt = _adam(torch, P, est)
     cw = [class_weights(d["presence"]) for d in data]
@@ -482,15 +516,19 @@ class MultiLogistic:
 def repeat_units(task: Any, ctx: Any, models: list[str], sampling: str, ks: list[int], modes: list[str],
                  repeats: int, run_id: str, class_names: list[str], label: str | None,
                  unit_params: dict[str, Any]) -> list[Any]:
-    """One cached unit per repeat: its aggregates are built once and shared by every model of the
-    repeat; the isolation networks of all k train as one batched model."""
+    """One cached unit per block of ``task.batch_repeats`` repeats (default one): each repeat's
+    aggregates are built once and shared by every model of the repeat; the isolation networks of
+    every k and repeat of the block train as one grouped model, and so do its composite networks."""
     from fusionkit import Unit
 
-    params = {**unit_params, "_batched": 1}
-    return [Unit(ctx.unit_key(task.group, params, "batched", models, modes, repeat), train_repeat,
-                 (task, ctx, models, sampling, ks, modes, repeat, run_id, class_names, label),
-                 label=f"r{repeat} {'+'.join(models)} {'+'.join(modes)} (batched)")
-            for repeat in range(repeats)]
+    size = max(1, int(getattr(task, "batch_repeats", 1) or 1))
+    params = {**unit_params, "_batched": 2}
+    blocks = [list(range(s, min(s + size, repeats))) for s in range(0, repeats, size)]
+    return [Unit(ctx.unit_key(task.group, params, "batched", models, modes, *block), train_repeats,
+                 (task, ctx, models, sampling, ks, modes, block, run_id, class_names, label),
+                 label=(f"r{block[0]}" if len(block) == 1 else f"r{block[0]}-{block[-1]}")
+                 + f" {'+'.join(models)} {'+'.join(modes)} (batched)")
+            for block in blocks]
 
 
 def _configs(model: str, ks: list[int], modes: list[str]) -> list[list[tuple[str, list[int]]]]:
@@ -503,43 +541,64 @@ def _configs(model: str, ks: list[int], modes: list[str]) -> list[list[tuple[str
     return [[c] for c in iso + comp]
 
 
-def train_repeat(task: Any, ctx: Any, models: list[str], sampling: str, ks: list[int], modes: list[str],
-                 repeat: int, run_id: str, class_names: list[str], label: str | None) -> dict[str, Any]:
-    """Every model of one repeat on one shared RepeatData: {"rows": metric rows, "infos": one per model}."""
+def train_repeats(task: Any, ctx: Any, models: list[str], sampling: str, ks: list[int], modes: list[str],
+                  block: list[int], run_id: str, class_names: list[str], label: str | None) -> dict[str, Any]:
+    """Every model of a block of repeats: {"rows": metric rows, "infos": one per model}, ordered by
+    repeat. Deep networks of one shape train together across the block (isolation: every k of every
+    repeat; composite: every repeat); baselines fit one by one. Then each repeat's test sets, clean
+    and perturbed, are built one k at a time and shared by every model tested on that k."""
     import time
 
     from fusionkit_plugins.tasks.recognizer.data import RepeatData, concat_aggregates
 
-    data = RepeatData(ctx, sampling, ks, task.n_per_k, repeat, task.test_fraction, task.val_fraction)
-    tests = _TestSets(ctx, data, task, class_names, label)
-    rows: list[dict[str, Any]] = []
-    infos: list[dict[str, Any]] = []
+    datas = {r: RepeatData(ctx, sampling, ks, task.n_per_k, r, task.test_fraction, task.val_fraction) for r in block}
+    tests = {r: _TestSets(ctx, datas[r], task, class_names, label) for r in block}
+    modalities = list(datas[block[0]].plans[ks[0]]["train"].modalities)
+    fitted: list[tuple[Any, str, int, str, list[int], dict[str, Any]]] = []
     for model in models:
         for group in _configs(model, ks, modes):
-            t0 = time.perf_counter()
-            ests = [_estimator(task, ctx, model, list(data.plans[ks[0]]["train"].modalities), len(class_names),
-                               ctx.seed_for("recognizer-init", model, repeat, mode, *tk), float(max(ks)))
-                    for mode, tk in group]
-            if model == "deep":
-                sets = [_deep_set(data, tk, tests.classes) for _, tk in group]
-                fit_batched(ests, sets, precision=getattr(task, "precision", "fp32"))
-            else:  # the baseline has no early stopping: it learns from train + validation
-                for est, (_, tk) in zip(ests, group):
-                    both = concat_aggregates([data.training(tk, "train"), data.training(tk, "val")])
-                    est.fit(both.X, both.presence, tests.classes(both))
-            t_train = (time.perf_counter() - t0) / len(group)
-            for est, (mode, tk) in zip(ests, group):
-                t1 = time.perf_counter()
-                rows += tests.rows(est, model, repeat, mode, tk)
-                info = ({"epochs": est.epochs_, "best_val_loss": est.best_val_loss_} if model == "deep" else
-                        {"lbfgs_iter": est.n_iter_, "converged": est.converged_})
-                info.update({"run_id": run_id, "model": model, "repeat": repeat, "mode": mode, "k": tk,
-                             "n_train": int(sum(len(data.index[k]["train"]) for k in tk)),
-                             "n_val": int(sum(len(data.index[k]["val"]) for k in tk)),
-                             "n_test": int(sum(len(data.index[k]["test"]) for k in tk)),
-                             "train_s": round(t_train, 3),
-                             "total_s": round(t_train + time.perf_counter() - t1, 3), "batched": len(group)})
-                infos.append(info)
+            members = [(r, mode, tk) for r in block for mode, tk in group]
+            batches = [members] if model == "deep" else [[m] for m in members]
+            for batch in batches:
+                t0 = time.perf_counter()
+                ests = [_estimator(task, ctx, model, modalities, len(class_names),
+                                   ctx.seed_for("recognizer-init", model, r, mode, *tk), float(max(ks)))
+                        for r, mode, tk in batch]
+                if model == "deep":
+                    sets = [_deep_set(datas[r], tk, tests[r].classes) for r, _, tk in batch]
+                    fit_batched(ests, sets, precision=getattr(task, "precision", "fp32"))
+                    del sets
+                else:  # the baseline has no early stopping: it learns from train + validation
+                    for est, (r, _, tk) in zip(ests, batch):
+                        data = datas[r]
+                        both = concat_aggregates([data.training(tk, "train"), data.training(tk, "val")])
+                        est.fit(both.X, both.presence, tests[r].classes(both))
+                        del both
+                t_train = (time.perf_counter() - t0) / len(batch)
+                for est, (r, mode, tk) in zip(ests, batch):
+                    data = datas[r]
+                    info = ({"epochs": est.epochs_, "best_val_loss": est.best_val_loss_} if model == "deep" else
+                            {"lbfgs_iter": est.n_iter_, "converged": est.converged_})
+                    info.update({"run_id": run_id, "model": model, "repeat": r, "mode": mode, "k": tk,
+                                 "n_train": int(sum(len(data.index[k]["train"]) for k in tk)),
+                                 "n_val": int(sum(len(data.index[k]["val"]) for k in tk)),
+                                 "n_test": int(sum(len(data.index[k]["test"]) for k in tk)),
+                                 "train_s": round(t_train, 3), "total_s": t_train, "batched": len(batch)})
+                    fitted.append((est, model, r, mode, tk, info))
+    rows: list[dict[str, Any]] = []
+    for r in block:  # the training aggregates are no longer needed: test sets one k at a time
+        datas[r].drop_training()
+        for k in ks:
+            for est, model, rr, mode, tk, info in fitted:
+                if rr == r and k in tk:
+                    t1 = time.perf_counter()
+                    rows += tests[r].rows(est, model, r, mode, [k])
+                    info["total_s"] += time.perf_counter() - t1
+            tests[r].forget(k)
+    for *_, info in fitted:
+        info["total_s"] = round(info["total_s"], 3)
+    infos = [f[-1] for f in sorted(fitted, key=lambda f: f[2])]
+    rows.sort(key=lambda row: row["repeat"])
     return {"rows": rows, "infos": infos}
 
 
@@ -577,6 +636,12 @@ class _TestSets:
         if (k, p) not in self._noisy:
             self._noisy[(k, p)] = self.data.noisy_test(k, p)[1]
         return self._noisy[(k, p)]
+
+    def forget(self, k: int) -> None:
+        """Drop the test aggregates of ``k`` (every model tested on it has been)."""
+        for key in [key for key in self._noisy if key[0] == k]:
+            del self._noisy[key]
+        self.data.drop(k, "test")
 
     def rows(self, est: Any, model: str, repeat: int, mode: str, train_ks: list[int]) -> list[dict[str, Any]]:
         from fusionkit_plugins.tasks.recognizer.data import evaluate

@@ -93,6 +93,16 @@ class RepeatData:
     def training(self, ks: list[int], part: str) -> Aggregates:
         return concat_aggregates([self.clean(k, part) for k in ks])
 
+    def drop(self, k: int, part: str) -> None:
+        """Forget the clean aggregates of one part (rebuilt on demand): bounds memory."""
+        self._aggs.pop((k, part, None), None)
+
+    def drop_training(self) -> None:
+        """Forget every training and validation aggregate (once every model is fitted)."""
+        for k in list(self.plans):
+            self.drop(k, "train")
+            self.drop(k, "val")
+
 
 # ----------------------------------------------------------------------------- evaluation
 

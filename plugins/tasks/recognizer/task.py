@@ -124,7 +124,7 @@ _CONSTRAINTS = {"k": Check(lambda k: None if k is None else k_problem(k), "sampl
                 "head_hidden": _COUNT, "max_epochs": _COUNT, "batch_size": _COUNT, "lr": Range(0, lo_open=True),
                 "dropout": Range(0, 1, hi_open=True), "patience": Range(0, integer=True),
                 "precision": Check(lambda v: None if v in ("fp32", "bf16") else f"must be fp32 or bf16, got {v!r}",
-                                   "fp32 or bf16")}
+                                   "fp32 or bf16"), "batch_repeats": _COUNT}
 
 
 class _RecognizerBase(Task):
@@ -196,8 +196,9 @@ class _RecognizerBase(Task):
 
     def _unit_params(self, ctx: RunContext, sampling: str) -> dict[str, Any]:
         params = {k: v for k, v in self.get_params().items() if k not in ("n_repeats", "modes", "baseline")}
-        if params.get("precision") == "fp32":  # the default: unit keys (and caches) as before the parameter
-            params.pop("precision")
+        for key, default in (("precision", "fp32"), ("batch_repeats", 1)):
+            if params.get(key) == default:  # the default: unit keys (and caches) as before the parameter
+                params.pop(key)
         params["_sampling_spec"] = ctx.recipe.sampling[sampling].to_dict()
         params["_perturbations"] = {p: ctx.recipe.perturbations[p].to_dict() for p in self.perturbations or []}
         params["_version"] = 1
@@ -479,7 +480,9 @@ class RecognizerTask(_RecognizerBase):
     aggregates built once for every model, the isolation networks of all k trained as one grouped
     model, the baseline fitted for all modalities at once; see ``batched.py``), ``precision`` fp32 |
     bf16 (batched training only: matrix products with bfloat16 operands and fp32 accumulation,
-    about 4x faster on CPUs with AMX/AVX512-BF16; weights and optimizer stay fp32); evaluation: ``threshold``, ``drop_empty`` (leave out test
+    about 4x faster on CPUs with AMX/AVX512-BF16; weights and optimizer stay fp32),
+    ``batch_repeats`` (batched training only: repeats per unit, whose same-shaped networks train
+    as one grouped model; default 1; memory grows with it); evaluation: ``threshold``, ``drop_empty`` (leave out test
     aggregates with no real draw left), ``test_fraction``, ``val_fraction``.
     """
 
@@ -496,7 +499,7 @@ class RecognizerTask(_RecognizerBase):
                  standardize: bool = True, device: str = "auto", threshold: float = 0.5, drop_empty: bool = True,
                  test_fraction: float = 0.2, val_fraction: float = 0.2, baseline_C: float = 1.0,
                  threads: int = 1, balance: bool = False, batched: bool = False, precision: str = "fp32",
-                 shortcut: bool | str = True):
+                 batch_repeats: int = 1, shortcut: bool | str = True):
         self.sampling = sampling
         self.k = k
         self.n_per_k = n_per_k
@@ -529,6 +532,7 @@ class RecognizerTask(_RecognizerBase):
         self.balance = balance
         self.batched = batched
         self.precision = precision
+        self.batch_repeats = batch_repeats
         self.shortcut = shortcut
 
     def _models(self) -> list[str]:
