@@ -406,6 +406,27 @@ def test_unit_raises_on_a_patient_in_both_splits():
         survival_unit(builder, _job(pids, labels, pids[:150], pids[145:], ["multimodal"]))
 
 
+def test_late_fusion_features_are_reduced_per_modality():
+    """Each modality's block of means gets its own PCA (fitted on training rows), then the flags; a block
+    no training patient has and constant flags are left out."""
+    from fusionkit_plugins.tasks.survival.unit import _late_blocks
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(100, 3 * 10 + 3))
+    X[:, 20:30] = 0  # a third modality nobody has
+    X[:, 30], X[:, 31], X[:, 32] = 1, np.arange(100) < 50, 0
+    X[50:, 10:20] = 0  # the second modality: half the patients
+    job = {"cfg": {"n_components": 4}, "seed_model": 1}
+    Ztr, Zte = _late_blocks(X[:80], X[80:], [10, 10, 10], job, None, None)
+    assert Ztr.shape == (80, 4 + 4 + 3) and Zte.shape == (20, 11)
+    assert np.allclose(Ztr[:, :4].mean(axis=0), 0) and np.allclose(Ztr[:, :4].std(axis=0), 1)
+    # the first block alone: the same as preparing it on its own
+    from fusionkit_plugins.tasks.survival.models import prepare_features
+
+    a, b = prepare_features(X[:80, :10], X[80:, :10], 4, 1, None, None)
+    assert np.allclose(Ztr[:, :4], a) and np.allclose(Zte[:, :4], b)
+
+
 def test_clinical_matrix_is_encoded_from_training_rows_only():
     from fusionkit_plugins.tasks.survival.unit import clinical_matrix
 

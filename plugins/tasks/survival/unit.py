@@ -99,6 +99,27 @@ def _aggregates(builder: AggregateBuilder, job: dict[str, Any], features: str, c
     return cache[features]
 
 
+def _late_blocks(Xtr: np.ndarray, Xte: np.ndarray, blocks: list[int], job: dict[str, Any],
+                 s_tr: np.ndarray | None, s_te: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Late-fusion features prepared per modality: standardise + PCA (``n_components`` each) of every
+    modality's block of means, fitted on training rows, then the availability flags; side by side.
+    One PCA over the concatenation would keep the widest modality's directions (on the demo it kept
+    0.52 of rna's 0.69)."""
+    parts_tr, parts_te, start = [], [], 0
+    for j, width in enumerate(blocks + [Xtr.shape[1] - sum(blocks)]):
+        a, b = Xtr[:, start:start + width], Xte[:, start:start + width]
+        start += width
+        if not (a.std(axis=0) > 0).any():  # a modality no training patient has, or a constant flag
+            continue
+        nc = job["cfg"]["n_components"] if j < len(blocks) else None
+        za, zb = prepare_features(a, b, nc, job["seed_model"] + j, s_tr, s_te)
+        parts_tr.append(za)
+        parts_te.append(zb)
+    if not parts_tr:
+        return np.zeros((len(Xtr), 0)), np.zeros((len(Xte), 0))
+    return np.hstack(parts_tr), np.hstack(parts_te)
+
+
 def _design(builder: AggregateBuilder, job: dict[str, Any], features: str, cache: dict[str, Any]
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
     """(Z_train, ids_train, Z_test, ids_test): prepared features of one feature set."""
@@ -114,6 +135,7 @@ def _design(builder: AggregateBuilder, job: dict[str, Any], features: str, cache
             mods = list(getattr(builder.sampler, "modalities", None) or builder.pool.modalities)
             cache[LATE] = late_fusion.split_features(builder.pool.restrict(modalities=mods), ptr, pte)
         Xtr, Xte = cache[LATE]
+        blocks = [int(builder.pool.dim)] * (Xtr.shape[1] // (int(builder.pool.dim) + 1))  # modalities, then flags
     else:
         agg = _aggregates(builder, job, base, cache)
         if agg is None:
@@ -121,8 +143,11 @@ def _design(builder: AggregateBuilder, job: dict[str, Any], features: str, cache
         Xtr, ptr, Xte, pte = agg
     s_tr = np.array([cancer[p] for p in ptr]) if strat else None
     s_te = np.array([cancer[p] for p in pte]) if strat else None
-    Ztr, Zte = prepare_features(Xtr, Xte, job["cfg"]["n_components"], job["seed_model"], s_tr, s_te) \
-        if Xtr.shape[1] else (Xtr, Xte)
+    if base == LATE:  # each modality's means reduced on their own, then side by side (late fusion)
+        Ztr, Zte = _late_blocks(Xtr, Xte, blocks, job, s_tr, s_te)
+    else:
+        Ztr, Zte = prepare_features(Xtr, Xte, job["cfg"]["n_components"], job["seed_model"], s_tr, s_te) \
+            if Xtr.shape[1] else (Xtr, Xte)
     if features == "clinical" or features.startswith(CLINICAL_PLUS):
         rows = [job["covariates"][p] for p in ptr] + [job["covariates"][p] for p in pte]
         train = np.r_[np.ones(len(ptr), bool), np.zeros(len(pte), bool)]
