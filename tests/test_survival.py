@@ -427,6 +427,25 @@ def test_late_fusion_features_are_reduced_per_modality():
     assert np.allclose(Ztr[:, :4], a) and np.allclose(Zte[:, :4], b)
 
 
+def test_unit_keys_change_with_the_unit_code(tmp_path, monkeypatch):
+    """The run's code key covers the task class's module; the survival units also key on the sources
+    they run (unit, models, metrics...), so an edit there is not answered from the cache."""
+    from pathlib import Path
+
+    from fusionkit_plugins.tasks.survival import task
+
+    before = task.unit_code()
+    assert before == task.unit_code()
+    real = Path.read_bytes
+
+    def edited(self):
+        data = real(self)
+        return data + b"# edited" if self.name == "models.py" else data
+
+    monkeypatch.setattr(Path, "read_bytes", edited)
+    assert task.unit_code() != before
+
+
 def test_clinical_matrix_is_encoded_from_training_rows_only():
     from fusionkit_plugins.tasks.survival.unit import clinical_matrix
 

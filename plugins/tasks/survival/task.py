@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fusionkit import DataError, Task, Unit, hookimpl
+from fusionkit import DataError, Task, Unit, hookimpl, stable_hash
 from fusionkit_plugins.tasks.patient.common import (AggregateBuilder, check_sampling, eligible_patients,
                                                     grid_points, output_name, prepare, single_point,
                                                     split_patients, target_key)
@@ -32,6 +32,21 @@ SINGLE = "single"
 REPEATS_AS = ("concat", "mean")
 #: a modality alone runs only when at least this many cohort patients have it
 MIN_MODALITY_PATIENTS = 50
+
+
+def unit_code() -> str:
+    """Fingerprint of the sources a unit runs: this package's modules and the patient-level plumbing
+    it uses. The run's own code key covers the task class's module only, so an edit of the unit, the
+    models or the metrics would otherwise be answered from the cache."""
+    import hashlib
+    import sys
+    from pathlib import Path
+
+    files = sorted(Path(__file__).parent.glob("*.py"))
+    files += [Path(sys.modules[m].__file__) for m in ("fusionkit_plugins.tasks.patient.common",
+                                                      "fusionkit_plugins.tasks.patient.late_fusion")
+              if m in sys.modules and getattr(sys.modules[m], "__file__", None)]
+    return stable_hash([[f.name, hashlib.sha256(f.read_bytes()).hexdigest()] for f in files], length=16)
 
 
 def _endpoint_values(pool: Any, pids: np.ndarray, endpoint: str) -> tuple[np.ndarray, np.ndarray]:
@@ -258,7 +273,8 @@ class SurvivalTask(Task):
         pids = cohort["pids"]
         strat = np.char.add(np.char.add(cohort["cancer"].astype(str), "|"), cohort["event"].astype(str))
         base = self._job(cohort, models)
-        params_key = {**self.get_params(), "sampler": sampler.get_params(), "features": features}
+        params_key = {**self.get_params(), "sampler": sampler.get_params(), "features": features,
+                      "code": unit_code()}
         tkey = target_key(pids, strat)
         units, meta = [], {}
         for rep in range(int(self.n_repeats)):
