@@ -81,6 +81,8 @@ class _OmicsVAE(Encoder):
     likelihood: str = "mse"
     #: min-max scale inputs to [0, 1] (kept in the state)
     scale_inputs: bool = True
+    #: robust min-max bounds (q..1-q quantiles); 0 = plain min-max (rna-vae takes it as a parameter)
+    clip_quantile: float = 0.0
     #: declared parameter constraints (checked by ``fusionkit validate``): an untrained VAE is never used
     constraints = {"latent_dim": Range(1, integer=True), "epochs": Range(1, integer=True),
                    "finetune_epochs": Range(0, integer=True), "batch_size": Range(1, integer=True),
@@ -187,7 +189,7 @@ class _OmicsVAE(Encoder):
         if not self.scale_inputs:
             return X
         Xs = ((X - self.min_[None, :]) / self.range_[None, :]).astype(np.float32)
-        if float(getattr(self, "clip_quantile", 0.0) or 0.0) > 0:
+        if self.clip_quantile > 0:
             np.clip(Xs, 0.0, 1.0, out=Xs)  # robust range: values beyond the fitted quantiles saturate
         return Xs
 
@@ -211,7 +213,7 @@ class _OmicsVAE(Encoder):
         self.in_dim_ = int(d)
         self.feature_names_ = names
         if self.scale_inputs:
-            self.min_, self.range_ = minmax_bounds(X, float(getattr(self, "clip_quantile", 0.0) or 0.0))
+            self.min_, self.range_ = minmax_bounds(X, float(self.clip_quantile))
         seed = self._resolve_seed(ctx)
         device = self._resolve_device(ctx)
         self.seed_used_ = seed

@@ -1,5 +1,5 @@
-"""Batched recognizer training: many same-shaped networks trained as one model (grouped weights).
 # size-exempt: grown by the batched shortcut/bf16 work of this session; split into grouped-model and training modules is the next step (issue 14)
+"""Batched recognizer training: many same-shaped networks trained as one model (grouped weights).
 
 A recognizer study trains hundreds of small networks of one shape (every
 repeat, every sample count k, isolation and composite). Training them one at

@@ -1,5 +1,5 @@
-"""Recognizer experiments (SPEC 2.3, paper "Identification of Component Embeddings"):
 # size-exempt: 6 lines over after the linear-shortcut parameters; move the parameter docs out next (issue 15)
+"""Recognizer experiments (SPEC 2.3, paper "Identification of Component Embeddings"):
 which modalities (and how many draws of each) make up an aggregate?
 
 Tasks
