@@ -28,7 +28,8 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable
 
-__all__ = ["source_files", "source_fingerprint", "local_paths", "weights_fingerprint", "component_key"]
+__all__ = ["source_files", "source_fingerprint", "code_closure", "closure_fingerprint", "local_paths",
+           "weights_fingerprint", "component_key"]
 
 #: parameter strings longer than this are never paths
 _MAX_PATH = 4096
@@ -68,6 +69,68 @@ def source_fingerprint(factory: Any, length: int = 16) -> str:
     h = hashlib.sha256()
     for f in files:  # small files, read every time: a stat-based memo can miss a same-size edit
         h.update(f.name.encode())
+        h.update(hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()[:length]
+
+
+def _module_file(name: str) -> Path | None:
+    mod = sys.modules.get(name)
+    path = getattr(mod, "__file__", None) if mod is not None else None
+    if path and path.endswith(".py") and os.path.isfile(path):
+        return Path(path).resolve()
+    return None
+
+
+def code_closure(factory: Any) -> list[Path]:
+    """Source files a component's work runs: :func:`source_files`, every module of the
+    same plugin distribution imported from them (transitively, as a module or by name,
+    e.g. ``from ..patient.common import x``), and all modules of each plugin package met
+    (``fusionkit_plugins.tasks.survival``: imports inside functions are covered too).
+    Room-level packages (``fusionkit_plugins``, ``fusionkit_plugins.tasks``) are not
+    expanded, so an edit of one plugin never re-keys another; the fusionkit core is left
+    out (its version is keyed elsewhere). A task whose units live in helper modules is
+    re-keyed when any of them is edited, not only when the task class's module is."""
+    seeds = [getattr(o, "__module__", "") or "" for o in
+             (inspect.getmro(factory) if inspect.isclass(factory) else (factory,))]
+    seeds = list(dict.fromkeys(m for m in seeds if m and not _is_core(m)))
+    roots = {m.split(".")[0] for m in seeds}
+
+    def room(name: str) -> bool:  # a namespace of many plugins, not one plugin's package
+        return name.count(".") < 2 and hasattr(sys.modules.get(name), "__path__")
+
+    todo, seen = list(seeds), set()
+    while todo:
+        name = todo.pop()
+        if name in seen or (room(name) and name not in seeds):
+            continue
+        seen.add(name)
+        mod = sys.modules.get(name)
+        if mod is None:
+            continue
+        pkg = name if hasattr(mod, "__path__") else name.rpartition(".")[0]
+        if pkg and not room(pkg):
+            todo += [m for m in list(sys.modules) if m == pkg or m.rpartition(".")[0] == pkg]
+        for value in list(vars(mod).values()):
+            ref = value.__name__ if inspect.ismodule(value) else getattr(value, "__module__", None)
+            if isinstance(ref, str) and ref.split(".")[0] in roots and not _is_core(ref):
+                todo.append(ref)
+    files = {f for f in (_module_file(n) for n in seen) if f is not None}
+    for n in seen:  # modules of a plugin package not imported yet (imported inside functions)
+        pkg = n if hasattr(sys.modules.get(n), "__path__") else n.rpartition(".")[0]
+        f = _module_file(pkg) if pkg and not room(pkg) else None
+        if f is not None:
+            files.update(x.resolve() for x in f.parent.glob("*.py"))
+    return sorted(files)
+
+
+def closure_fingerprint(factory: Any, length: int = 16) -> str:
+    """sha256 of :func:`code_closure` (file names relative to their package and contents)."""
+    files = code_closure(factory)
+    if not files:
+        return ""
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f"{f.parent.name}/{f.name}".encode())
         h.update(hashlib.sha256(f.read_bytes()).digest())
     return h.hexdigest()[:length]
 

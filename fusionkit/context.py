@@ -221,14 +221,15 @@ class RunContext:
                             "code": self._code_of_task()}, length=20)
 
     def _code_of_task(self) -> str:
-        """Fingerprint of the running task's source (:mod:`fusionkit.cachekeys`): edited code, new keys."""
+        """Fingerprint of the code the running task's units run (:func:`fusionkit.cachekeys.closure_fingerprint`:
+        the task's module, the plugin modules it imports and their packages): edited code, new keys."""
         spec = self.recipe.tasks.get(self.task_name) if self.task_name else None
         if spec is None or spec.info is None:
             return ""
         if self.task_name not in self._task_code:
-            from .cachekeys import source_fingerprint
+            from .cachekeys import closure_fingerprint
 
-            self._task_code[self.task_name] = source_fingerprint(spec.info.factory)
+            self._task_code[self.task_name] = closure_fingerprint(spec.info.factory)
         return self._task_code[self.task_name]
 
     def unit_cache(self, group: str) -> UnitCache:

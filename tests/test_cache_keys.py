@@ -254,6 +254,41 @@ def test_refresh_tasks_and_changed_task_code_recompute_repeats(tmp_path):
     assert bad.exit_code == 2 and "did you mean 'encode'?" in bad.output
 
 
+def test_task_code_key_follows_the_helper_modules_of_its_plugin_package(tmp_path, monkeypatch):
+    """A task whose units live in another module of its package (or a sibling package of
+    the same distribution) is re-keyed when that module is edited; another plugin's
+    edit leaves it alone."""
+    from fusionkit.cachekeys import closure_fingerprint, code_closure
+
+    root = tmp_path / "fkclos"
+    for d in ("", "tasks", "tasks/alpha", "tasks/common", "tasks/other"):
+        (root / d).mkdir(exist_ok=True)
+        (root / d / "__init__.py").write_text("")
+    (root / "tasks/common/plumbing.py").write_text("def split():\n    return 1\n")
+    (root / "tasks/alpha/unit.py").write_text("from ..common.plumbing import split\n\ndef fit():\n    return split()\n")
+    (root / "tasks/alpha/lazy.py").write_text("X = 1\n")  # imported inside a function only
+    (root / "tasks/alpha/task.py").write_text("from . import unit\n\nclass Task:\n    def run(self):\n"
+                                              "        from . import lazy\n        return unit.fit()\n")
+    (root / "tasks/other/task.py").write_text("class Other:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    for name in [m for m in sys.modules if m.startswith("fkclos")]:
+        del sys.modules[name]
+    task = importlib.import_module("fkclos.tasks.alpha.task").Task
+    importlib.import_module("fkclos.tasks.other.task")
+    names = {f"{f.parent.name}/{f.name}" for f in code_closure(task)}
+    assert {"alpha/task.py", "alpha/unit.py", "alpha/lazy.py", "common/plumbing.py"} <= names
+    assert "other/task.py" not in names and "tasks/__init__.py" not in names  # rooms are not expanded
+    first = closure_fingerprint(task)
+    (root / "tasks/other/task.py").write_text("class Other:\n    Y = 2\n")
+    assert closure_fingerprint(task) == first  # another plugin's edit: same key
+    for rel in ("tasks/common/plumbing.py", "tasks/alpha/lazy.py"):
+        before = closure_fingerprint(task)
+        (root / rel).write_text((root / rel).read_text() + "# edited\n")
+        assert closure_fingerprint(task) != before, rel  # a helper's edit: a new key
+
+
 def _fake_cache(root: Path) -> None:
     store = root / "stores" / "rna-identity-abc123"
     store.mkdir(parents=True)
