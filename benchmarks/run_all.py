@@ -3,13 +3,16 @@
     python benchmarks/run_all.py            # full pass (< 20 min on 2 cores)
     python benchmarks/run_all.py --quick    # small pass (~2-3 min)
     python benchmarks/run_all.py --only sampling,retrieval
+    python benchmarks/run_all.py --only gather,main_job --rows benchmarks/measured/paper_scale_full.json
 
 Each benchmark is its own module (``bench_*.py``, runnable alone) returning rows
 ``{benchmark, metric, fusionkit, baseline, ratio, target, met}``; a benchmark
 whose component is missing returns a SKIPPED row instead of failing the suite.
 Generated data goes to a temporary folder (``$FUSIONKIT_BENCH_TMP`` or the
 system temp) that is deleted at the end. The hand-written "## Analysis" section
-of an existing RESULTS.md is kept.
+of an existing RESULTS.md is kept. ``--rows FILE`` adds rows a benchmark printed
+on its own (``bench_paper_scale.py --full --json``: a 50-minute study is not rerun
+for every table); their note says where and when they were measured.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--e2e-full", action="store_true", help="run tumor_origin.yaml unchanged (slow)")
     ap.add_argument("--results", default=str(HERE / "RESULTS.md"), help="markdown file to write")
     ap.add_argument("--no-write", action="store_true", help="print only")
+    ap.add_argument("--rows", action="append", default=[],
+                    help="JSON file of rows measured separately by one benchmark's own --json run (repeatable)")
     a = ap.parse_args(argv)
     names = [n for n in (a.only.split(",") if a.only else ORDER) if n]
     info = machine()
@@ -61,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
             durations[name] = time.perf_counter() - t0
             rows += got
             print(table(got, markdown=False), flush=True)
+    for f in a.rows:
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(Path(f).stat().st_mtime))
+        for r in json.loads(Path(f).read_text()):
+            rows.append({**r, "note": f"[measured separately: {f}, {when}] {r.get('note', '')}"})
     total = time.perf_counter() - t_start
     load_after = os.getloadavg()
     print("\n" + table(rows, markdown=False))

@@ -16,8 +16,8 @@ import numpy as np
 from fusionkit import DataError, Range, Task, Unit, hookimpl
 from fusionkit.metrics import multiclass_metrics, summarise_rows
 from fusionkit_plugins.tasks.patient import figures, late_fusion
-from fusionkit_plugins.tasks.patient.common import (AggregateBuilder, availability_only_baseline,
-                                                    availability_rows, build_disjoint, check_sampling,
+from fusionkit_plugins.tasks.patient.common import (REPEATS_AS, AggregateBuilder, availability_only_baseline,
+                                                    availability_rows, build_disjoint, check_sampling, combine_repeats,
                                                     drop_small, eligible_patients, extremes, fmt, grid_points,
                                                     labelled, output_name, pick, prepare, split_patients,
                                                     target_key, write_tables)
@@ -112,6 +112,8 @@ def classifier_unit(builder: AggregateBuilder, job: dict[str, Any]) -> dict[str,
     Xtr, ptr, Xte, pte = build_disjoint(
         builder, job["train"], job["test"], job["k"], job["r"], (job["seed_train"], job["seed_test"]),
         draws=job["train_draws"], leak="a patient is in both the training and the test aggregates")
+    how = job.get("repeats_as", "concat")
+    Xtr, Xte = combine_repeats(Xtr, job["r"], how), combine_repeats(Xte, job["r"], how)
     lab = job["labels"]
     ytr = np.array([index[lab[p]] for p in ptr], dtype=np.int64)
     yte = np.array([index[lab[p]] for p in pte], dtype=np.int64)
@@ -166,8 +168,10 @@ class PatientClassifierTask(Task):
     with more than ``subtype_min_patients`` labelled patients, one model per
     cancer (``subtype_scope: per-cancer``) or one over them all (``joint``);
     ``train_draws`` aggregates per training patient (fresh draws); the logistic
-    baseline's ``C``, ``max_iter`` and ``tol`` (lbfgs; fitted in the span of the
-    standardised training rows, see :func:`_fit_logistic`).
+    baseline's ``C``, ``max_iter`` and ``tol`` (Newton-CG; fitted in the span of the
+    standardised training rows, see :func:`_fit_logistic`); ``repeats_as``: the r
+    repeats of a patient side by side as r x dim features (``concat``, the paper's
+    layout and the default) or averaged (``mean``: dim features, one sum of k x r draws).
     """
 
     component_params = {"aggregator": "aggregator"}
@@ -181,7 +185,7 @@ class PatientClassifierTask(Task):
                  cancer_label: str = "cancer_type", train_draws: int = 1, hidden: list | None = None,
                  dropout: float = 0.2, lr: float = 1e-3, batch_size: int = 64, max_epochs: int = 100,
                  patience: int = 10, val_fraction: float = 0.2, C: float = 1.0, max_iter: int = 1000,
-                 tol: float = 1e-4):
+                 tol: float = 1e-4, repeats_as: str = "concat"):
         self.sampling = sampling
         self.aggregator = aggregator
         self.targets = targets
@@ -205,6 +209,7 @@ class PatientClassifierTask(Task):
         self.C = C
         self.max_iter = max_iter
         self.tol = tol
+        self.repeats_as = repeats_as
 
     @classmethod
     def check_recipe(cls, params: dict[str, Any], recipe: Any) -> list[tuple[str, str, str]]:
@@ -216,6 +221,9 @@ class PatientClassifierTask(Task):
             issues.append(("params.subtype_scope", "subtype_scope must be 'per-cancer' or 'joint'", ""))
         if not 0 < float(params.get("test_fraction", 0.2)) < 1:
             issues.append(("params.test_fraction", "test_fraction must be between 0 and 1", ""))
+        if params.get("repeats_as", "concat") not in REPEATS_AS:
+            issues.append(("params.repeats_as", f"repeats_as must be one of {', '.join(REPEATS_AS)}",
+                           "concat keeps the r repeats side by side (the paper); mean averages them"))
         return issues
 
     # ------------------------------------------------------------------ targets
@@ -306,7 +314,7 @@ class PatientClassifierTask(Task):
                     key = ctx.unit_key(name, "classifier", params_key, t["name"], tkey, k, r, rep)
                     job = {"train": t["pids"][tr].tolist(), "test": t["pids"][te].tolist(), "labels": labels,
                            "classes": t["classes"], "k": k, "r": r, "models": models, "cfg": cfg,
-                           "train_draws": int(self.train_draws),
+                           "train_draws": int(self.train_draws), "repeats_as": str(self.repeats_as),
                            "seed_train": ctx.seed_for(name, t["name"], "train", k, r, rep),
                            "seed_test": ctx.seed_for(name, t["name"], "test", k, r, rep),
                            "seed_model": ctx.seed_for(name, t["name"], "model", k, r, rep) % (2 ** 31)}

@@ -197,6 +197,22 @@ def build_disjoint(builder: AggregateBuilder, first: Sequence[str], second: Sequ
     return X1, p1, X2, p2
 
 
+#: how the r repeats of a patient's aggregate become features (classifier, survival)
+REPEATS_AS = ("concat", "mean")
+
+
+def combine_repeats(X: np.ndarray, r: int, how: str) -> np.ndarray:
+    """Rows of r repeated aggregates side by side (n, dim*r) as features: kept side by side
+    (``concat``, the paper's layout) or averaged (``mean``: the r exchangeable repeats as one sum of
+    k x r draws, dim features; the composition of the sum varies less and the model has r x fewer
+    weights to fit)."""
+    if how not in REPEATS_AS:
+        raise FusionkitError(f"repeats_as must be one of {', '.join(REPEATS_AS)}, got {how!r}")
+    if how == "mean" and r > 1:
+        return X.reshape(len(X), int(r), -1).mean(axis=1)
+    return X
+
+
 def make_builder(ctx: RunContext, sampler: Any, aggregator: dict | None = None) -> AggregateBuilder:
     """``aggregator`` (a task param, {name, params}) overrides the recipe's aggregator for this task."""
     if aggregator:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fusionkit import DataError, Task, Unit, hookimpl, stable_hash
-from fusionkit_plugins.tasks.patient.common import (AggregateBuilder, check_sampling, eligible_patients,
+from fusionkit_plugins.tasks.patient.common import (REPEATS_AS, AggregateBuilder, check_sampling, eligible_patients,
                                                     grid_points, output_name, prepare, single_point,
                                                     split_patients, target_key)
 from fusionkit_plugins.tasks.survival.report import report
@@ -28,8 +28,6 @@ MODELS = ("coxnet", "deep")
 BASE_FEATURES = ("multimodal", "clinical+multimodal", "clinical", "cancer", LATE, "clinical+" + LATE)
 #: a feature-set name that stands for each modality of the sampling entry on its own
 SINGLE = "single"
-#: how the r repeats of a patient's aggregate become features
-REPEATS_AS = ("concat", "mean")
 #: a modality alone runs only when at least this many cohort patients have it
 MIN_MODALITY_PATIENTS = 50
 

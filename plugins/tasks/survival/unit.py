@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from fusionkit_plugins.tasks.patient import late_fusion
-from fusionkit_plugins.tasks.patient.common import AggregateBuilder, build_disjoint
+from fusionkit_plugins.tasks.patient.common import AggregateBuilder, build_disjoint, combine_repeats
 from fusionkit_plugins.tasks.survival.evaluate import evaluate
 from fusionkit_plugins.tasks.survival.metrics import Surv
 from fusionkit_plugins.tasks.survival.models import cv_folds, fit_coxnet, fit_deep, prepare_features
@@ -92,9 +92,8 @@ def _aggregates(builder: AggregateBuilder, job: dict[str, Any], features: str, c
     seeds = (job["seed_train"], job["seed_test"])
     Xtr, ptr, Xte, pte = build_disjoint(sub, train, test, job["k"], job["r"], seeds, draws=job["train_draws"],
                                         leak="a patient is in both the training and the test aggregates")
-    if job.get("repeats_as", "mean") == "mean" and job["r"] > 1:  # the r exchangeable repeats, averaged
-        Xtr = Xtr.reshape(len(Xtr), job["r"], -1).mean(axis=1)
-        Xte = Xte.reshape(len(Xte), job["r"], -1).mean(axis=1)
+    how = job.get("repeats_as", "mean")
+    Xtr, Xte = combine_repeats(Xtr, job["r"], how), combine_repeats(Xte, job["r"], how)
     cache[features] = (Xtr, ptr, Xte, pte)
     return cache[features]
 
