@@ -239,3 +239,17 @@ def test_each_patient_task_has_its_own_module_and_the_old_short_name_blocks_them
     assert not set(names) & left and {"recognizer", "distill"} <= left
     one = plugins.load(env={"FUSIONKIT_PLUGINS_BLOCK": "builtin.tasks.patient.gmm"})
     assert set(one.registry.names("task")) & set(names) == {"classifier", "similarity", "retrieval"}
+
+
+def test_combine_repeats_mean_and_concat_and_bad_value():
+    import numpy as np
+    import pytest as _pytest
+
+    from fusionkit import FusionkitError
+    from fusionkit_plugins.tasks.patient.common import combine_repeats
+
+    X = np.arange(12, dtype=float).reshape(2, 6)  # 2 patients, r=3 repeats of width 2
+    assert np.array_equal(combine_repeats(X, 3, "concat"), X)
+    assert np.allclose(combine_repeats(X, 3, "mean"), [[2.0, 3.0], [8.0, 9.0]])
+    with _pytest.raises(FusionkitError, match="repeats_as"):
+        combine_repeats(X, 3, "median")
