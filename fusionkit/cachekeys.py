@@ -63,12 +63,17 @@ def source_files(factory: Any) -> list[Path]:
 
 def source_fingerprint(factory: Any, length: int = 16) -> str:
     """sha256 of the source files of ``factory`` (see :func:`source_files`); '' when it has none."""
-    files = source_files(factory)
+    return _hash_files(source_files(factory), length, lambda f: f.name)
+
+
+def _hash_files(files: list[Path], length: int, label: Any) -> str:
+    """sha256 of each file's ``label(path)`` and content, in order; '' for no files. Small files,
+    read every time: a stat-based memo can miss a same-size edit."""
     if not files:
         return ""
     h = hashlib.sha256()
-    for f in files:  # small files, read every time: a stat-based memo can miss a same-size edit
-        h.update(f.name.encode())
+    for f in files:
+        h.update(label(f).encode())
         h.update(hashlib.sha256(f.read_bytes()).digest())
     return h.hexdigest()[:length]
 
@@ -114,7 +119,7 @@ def code_closure(factory: Any) -> list[Path]:
             ref = value.__name__ if inspect.ismodule(value) else getattr(value, "__module__", None)
             if isinstance(ref, str) and ref.split(".")[0] in roots and not _is_core(ref):
                 todo.append(ref)
-    files = {f for f in (_module_file(n) for n in seen) if f is not None}
+    files = set(source_files(factory)) | {f for f in (_module_file(n) for n in seen) if f is not None}
     for n in seen:  # modules of a plugin package not imported yet (imported inside functions)
         pkg = n if hasattr(sys.modules.get(n), "__path__") else n.rpartition(".")[0]
         f = _module_file(pkg) if pkg and not room(pkg) else None
@@ -125,14 +130,7 @@ def code_closure(factory: Any) -> list[Path]:
 
 def closure_fingerprint(factory: Any, length: int = 16) -> str:
     """sha256 of :func:`code_closure` (file names relative to their package and contents)."""
-    files = code_closure(factory)
-    if not files:
-        return ""
-    h = hashlib.sha256()
-    for f in files:
-        h.update(f"{f.parent.name}/{f.name}".encode())
-        h.update(hashlib.sha256(f.read_bytes()).digest())
-    return h.hexdigest()[:length]
+    return _hash_files(code_closure(factory), length, lambda f: f"{f.parent.name}/{f.name}")
 
 
 #: parameter names taken as weights by default (a component may list its own in ``weights_params``)

@@ -428,14 +428,19 @@ def test_late_fusion_features_are_reduced_per_modality():
 
 
 def test_unit_keys_change_with_the_unit_code(tmp_path, monkeypatch):
-    """The run's code key covers the task class's module; the survival units also key on the sources
-    they run (unit, models, metrics...), so an edit there is not answered from the cache."""
+    """The run's code key (RunContext.unit_key -> cachekeys.closure_fingerprint) covers the sources the
+    survival units run (unit, models, metrics...), not only the task class's module, so an edit there is
+    not answered from the cache."""
     from pathlib import Path
 
-    from fusionkit_plugins.tasks.survival import task
+    from fusionkit.cachekeys import closure_fingerprint
+    from fusionkit_plugins.tasks.survival.task import SurvivalTask
 
-    before = task.unit_code()
-    assert before == task.unit_code()
+    def unit_code():
+        return closure_fingerprint(SurvivalTask)
+
+    before = unit_code()
+    assert before == unit_code()
     real = Path.read_bytes
 
     def edited(self):
@@ -443,7 +448,7 @@ def test_unit_keys_change_with_the_unit_code(tmp_path, monkeypatch):
         return data + b"# edited" if self.name == "models.py" else data
 
     monkeypatch.setattr(Path, "read_bytes", edited)
-    assert task.unit_code() != before
+    assert unit_code() != before
 
 
 def test_clinical_matrix_is_encoded_from_training_rows_only():

@@ -16,11 +16,12 @@ import numpy as np
 from fusionkit import DataError, Range, Task, Unit, hookimpl
 from fusionkit.metrics import multiclass_metrics, summarise_rows
 from fusionkit_plugins.tasks.patient import figures, late_fusion
-from fusionkit_plugins.tasks.patient.common import (REPEATS_AS, AggregateBuilder, availability_only_baseline,
-                                                    availability_rows, build_disjoint, check_sampling, combine_repeats,
-                                                    drop_small, eligible_patients, extremes, fmt, grid_points,
-                                                    labelled, output_name, pick, prepare, split_patients,
-                                                    target_key, write_tables)
+from fusionkit_plugins.tasks.patient.common import (AggregateBuilder, availability_only_baseline,
+                                                    availability_rows, build_disjoint, check_repeats_as,
+                                                    check_sampling, combine_repeats, drop_small,
+                                                    eligible_patients, extremes, fmt, grid_points, labelled,
+                                                    output_name, pick, prepare, split_patients, target_key,
+                                                    write_tables)
 
 if TYPE_CHECKING:  # pragma: no cover
     from fusionkit import RunContext
@@ -221,9 +222,7 @@ class PatientClassifierTask(Task):
             issues.append(("params.subtype_scope", "subtype_scope must be 'per-cancer' or 'joint'", ""))
         if not 0 < float(params.get("test_fraction", 0.2)) < 1:
             issues.append(("params.test_fraction", "test_fraction must be between 0 and 1", ""))
-        if params.get("repeats_as", "concat") not in REPEATS_AS:
-            issues.append(("params.repeats_as", f"repeats_as must be one of {', '.join(REPEATS_AS)}",
-                           "concat keeps the r repeats side by side (the paper); mean averages them"))
+        issues += check_repeats_as(params, "concat")
         return issues
 
     # ------------------------------------------------------------------ targets

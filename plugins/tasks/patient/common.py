@@ -213,6 +213,14 @@ def combine_repeats(X: np.ndarray, r: int, how: str) -> np.ndarray:
     return X
 
 
+def check_repeats_as(params: dict[str, Any], default: str) -> list[Issue]:
+    """The recipe check of a task's ``repeats_as`` parameter (classifier, survival)."""
+    if params.get("repeats_as", default) in REPEATS_AS:
+        return []
+    return [("params.repeats_as", f"repeats_as must be one of {', '.join(REPEATS_AS)}",
+             "concat keeps the r repeats side by side (the paper's layout); mean averages them")]
+
+
 def make_builder(ctx: RunContext, sampler: Any, aggregator: dict | None = None) -> AggregateBuilder:
     """``aggregator`` (a task param, {name, params}) overrides the recipe's aggregator for this task."""
     if aggregator:

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fusionkit import DataError, Task, Unit, hookimpl, stable_hash
-from fusionkit_plugins.tasks.patient.common import (REPEATS_AS, AggregateBuilder, check_sampling, eligible_patients,
-                                                    grid_points, output_name, prepare, single_point,
-                                                    split_patients, target_key)
+from fusionkit import DataError, Task, Unit, hookimpl
+from fusionkit_plugins.tasks.patient.common import (AggregateBuilder, check_repeats_as, check_sampling,
+                                                    eligible_patients, grid_points, output_name, prepare,
+                                                    single_point, split_patients, target_key)
 from fusionkit_plugins.tasks.survival.report import report
 from fusionkit_plugins.tasks.survival.unit import LATE, survival_unit
 
@@ -30,21 +30,6 @@ BASE_FEATURES = ("multimodal", "clinical+multimodal", "clinical", "cancer", LATE
 SINGLE = "single"
 #: a modality alone runs only when at least this many cohort patients have it
 MIN_MODALITY_PATIENTS = 50
-
-
-def unit_code() -> str:
-    """Fingerprint of the sources a unit runs: this package's modules and the patient-level plumbing
-    it uses. The run's own code key covers the task class's module only, so an edit of the unit, the
-    models or the metrics would otherwise be answered from the cache."""
-    import hashlib
-    import sys
-    from pathlib import Path
-
-    files = sorted(Path(__file__).parent.glob("*.py"))
-    files += [Path(sys.modules[m].__file__) for m in ("fusionkit_plugins.tasks.patient.common",
-                                                      "fusionkit_plugins.tasks.patient.late_fusion")
-              if m in sys.modules and getattr(sys.modules[m], "__file__", None)]
-    return stable_hash([[f.name, hashlib.sha256(f.read_bytes()).hexdigest()] for f in files], length=16)
 
 
 def _endpoint_values(pool: Any, pids: np.ndarray, endpoint: str) -> tuple[np.ndarray, np.ndarray]:
@@ -143,9 +128,7 @@ class SurvivalTask(Task):
             if f not in known:
                 issues.append(("params.features", f"unknown feature set {f!r}",
                                f"choose among {', '.join(sorted(known))}"))
-        if params.get("repeats_as", "mean") not in REPEATS_AS:
-            issues.append(("params.repeats_as", f"repeats_as must be one of {', '.join(REPEATS_AS)}",
-                           "concat: the r repeats side by side; mean: their mean"))
+        issues += check_repeats_as(params, "mean")
         for key in ("test_fraction", "val_fraction"):
             if not 0 < float(params.get(key, 0.2)) < 1:
                 issues.append((f"params.{key}", f"{key} must be between 0 and 1", "e.g. 0.2"))
@@ -271,8 +254,7 @@ class SurvivalTask(Task):
         pids = cohort["pids"]
         strat = np.char.add(np.char.add(cohort["cancer"].astype(str), "|"), cohort["event"].astype(str))
         base = self._job(cohort, models)
-        params_key = {**self.get_params(), "sampler": sampler.get_params(), "features": features,
-                      "code": unit_code()}
+        params_key = {**self.get_params(), "sampler": sampler.get_params(), "features": features}
         tkey = target_key(pids, strat)
         units, meta = [], {}
         for rep in range(int(self.n_repeats)):
