@@ -253,3 +253,38 @@ def test_combine_repeats_mean_and_concat_and_bad_value():
     assert np.allclose(combine_repeats(X, 3, "mean"), [[2.0, 3.0], [8.0, 9.0]])
     with _pytest.raises(FusionkitError, match="repeats_as"):
         combine_repeats(X, 3, "median")
+
+
+def test_logistic_C_list_is_chosen_on_training_rows_only():
+    """A list of C values is scored by inner cross-validation (macro-F1) on the training rows; the
+    best one is refitted; the test rows are never read (garbage test rows leave the choice alone)."""
+    from fusionkit_plugins.tasks.patient.classifier import _fit_logistic
+
+    rng = np.random.default_rng(0)
+    n, d = 120, 200
+    y = np.arange(n) % 3
+    X = rng.normal(0, 1, (n, d))
+    X[:, 0] += 3.0 * y  # one informative feature among 200 noise features
+    cfg = {"C": [1e-3, 1e3], "max_iter": 500, "tol": 1e-4, "class_weight": False, "C_folds": 3}
+    ptr = np.array([f"p{i:03d}" for i in range(n)])
+    pred, info = _fit_logistic(X, y, X[:10], cfg, ptr)
+    scores = info["C_scores"]
+    assert set(scores) == {"0.001", "1000"} and all(0 <= v <= 1 for v in scores.values())
+    assert scores[f"{info['C']:g}"] == max(scores.values()) and scores["0.001"] != scores["1000"]
+    _, info2 = _fit_logistic(X, y, rng.normal(0, 100, (10, d)), cfg, ptr)
+    assert info2["C"] == info["C"] and info2["C_scores"] == scores
+    _, tied = _fit_logistic(X, y, X[:10], {**cfg, "C": [2.0, 2.0 + 1e-12]}, ptr)
+    assert tied["C"] == 2.0  # a tie goes to the smaller C (the stronger penalty)
+    _, single = _fit_logistic(X, y, X[:10], {**cfg, "C": 0.5})
+    assert single["C"] == 0.5 and "C_scores" not in single
+
+
+def test_retrieval_repeats_as_mean_indexes_one_vector_per_patient(tmp_path):
+    tasks = """  ret:
+    name: retrieval
+    params: {n_repeats: 2, top_k: 5, repeats_as: mean}"""
+    out, metrics = run_recipe(tmp_path, tasks, signal=6.0, index="index: {name: faiss-flat, params: {metric: cosine}}")
+    r = metrics["ret"]["summary"]
+    assert r["precision_at_k"]["mean"] > 0.9 and r["repeats"] == 2
+    with np.load(out / "ret" / "index" / "lookup.npz") as z:
+        assert z["X"].shape == (90, 16)  # one mean of 2 repeats per patient, not 2 x 16 side by side

@@ -32,8 +32,8 @@ METRICS = ("accuracy", "macro_f1", "mcc", "balanced_accuracy")
 
 # ----------------------------------------------------------------------------- one repeat (a unit)
 
-def _fit_logistic(Xtr: np.ndarray, ytr: np.ndarray, Xte: np.ndarray, cfg: dict[str, Any]
-                  ) -> tuple[np.ndarray, dict[str, Any]]:
+def _fit_logistic(Xtr: np.ndarray, ytr: np.ndarray, Xte: np.ndarray, cfg: dict[str, Any],
+                  ptr: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """Multinomial logistic regression on standardised features, solved in the training rows' span.
 
     Patient aggregates have far fewer training rows than features (about 475
@@ -46,6 +46,9 @@ def _fit_logistic(Xtr: np.ndarray, ytr: np.ndarray, Xte: np.ndarray, cfg: dict[s
     ``max_iter``; Newton-CG is insensitive to that spread and converges in
     about ten iterations. BLAS runs on one thread (units run in parallel
     workers). Reports the iterations used and whether it converged.
+
+    ``cfg["C"]`` a list: each value scored by inner cross-validation on the training rows
+    (:func:`_choose_C`, folds by patient ``ptr``), the best one refitted on them all.
     """
     import warnings
 
@@ -60,12 +63,39 @@ def _fit_logistic(Xtr: np.ndarray, ytr: np.ndarray, Xte: np.ndarray, cfg: dict[s
             U, S, Vt = np.linalg.svd(Z, full_matrices=False)
             keep = S > S[0] * 1e-7 if S.size else S > 0
             Z, Zte = U[:, keep] * S[keep], Zte @ Vt[keep].T
-        clf = LogisticRegression(C=float(cfg["C"]), solver="newton-cg", max_iter=int(cfg["max_iter"]),
-                                 tol=float(cfg["tol"]), class_weight="balanced" if cfg["class_weight"] else None)
-        clf.fit(Z, ytr)
+        Cs = [float(c) for c in (cfg["C"] if isinstance(cfg["C"], (list, tuple)) else [cfg["C"]])]
+        C, scores = (Cs[0], {}) if len(Cs) == 1 else _choose_C(Z, ytr, ptr, Cs, cfg, LogisticRegression)
+        clf = _logistic(LogisticRegression, C, cfg).fit(Z, ytr)
         pred = clf.predict(Zte).astype(np.int64)
     converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
-    return pred, {"iterations": int(np.max(clf.n_iter_)), "converged": converged}
+    info: dict[str, Any] = {"iterations": int(np.max(clf.n_iter_)), "converged": converged, "C": C}
+    if scores:
+        info["C_scores"] = scores
+    return pred, info
+
+
+def _logistic(cls: Any, C: float, cfg: dict[str, Any]) -> Any:
+    return cls(C=float(C), solver="newton-cg", max_iter=int(cfg["max_iter"]), tol=float(cfg["tol"]),
+               class_weight="balanced" if cfg["class_weight"] else None)
+
+
+def _choose_C(Z: np.ndarray, ytr: np.ndarray, ptr: np.ndarray | None, Cs: list[float], cfg: dict[str, Any],
+              cls: Any) -> tuple[float, dict[str, float]]:
+    """The C with the best inner cross-validated macro-F1 on the training rows only (folds by
+    patient, ``C_folds``; ties: the smallest C, the strongest penalty). Never sees the test rows."""
+    from sklearn.metrics import f1_score
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    n_folds = max(2, int(cfg.get("C_folds", 3)))
+    folds = StratifiedGroupKFold(n_folds, shuffle=True, random_state=0).split(Z, ytr, groups=np.arange(len(ytr)) if ptr is None else ptr)
+    scores = {c: [] for c in Cs}
+    for tr, va in folds:
+        for c in Cs:
+            pred = _logistic(cls, c, cfg).fit(Z[tr], ytr[tr]).predict(Z[va])
+            scores[c].append(f1_score(ytr[va], pred, average="macro"))
+    means = {c: float(np.mean(v)) for c, v in scores.items()}
+    best = max(means.values())
+    return min(c for c, m in means.items() if m >= best - 1e-12), {f"{c:g}": m for c, m in means.items()}
 
 
 def _standardise(Xtr: np.ndarray, Xte: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -100,7 +130,7 @@ def _fit_predict(model: str, Xtr: np.ndarray, ytr: np.ndarray, ptr: np.ndarray, 
                  n_classes: int, cfg: dict[str, Any], seed: int) -> tuple[np.ndarray, dict[str, Any]]:
     """Test predictions (class indices) of one model, and what its training reported."""
     if model == "logistic":
-        return _fit_logistic(Xtr, ytr, Xte, cfg)
+        return _fit_logistic(Xtr, ytr, Xte, cfg, ptr)
     if model == "dense":
         return _fit_dense(Xtr, ytr, ptr, Xte, n_classes, cfg, seed)
     raise DataError(f"unknown classifier model {model!r}", hint="use 'dense' and/or 'logistic'")
@@ -151,7 +181,7 @@ _COUNT = Range(1, integer=True)
 #: declared parameter constraints (checked by ``fusionkit validate``)
 _CONSTRAINTS = {"n_repeats": _COUNT, "test_fraction": Range(0, 1, lo_open=True, hi_open=True),
                 "val_fraction": Range(0, 1, hi_open=True), "min_class_patients": _COUNT,
-                "subtype_min_patients": _COUNT, "train_draws": _COUNT, "C": Range(0, lo_open=True),
+                "subtype_min_patients": _COUNT, "train_draws": _COUNT, "C": Range(0, lo_open=True), "C_folds": Range(2, integer=True),
                 "max_iter": _COUNT, "tol": Range(0, lo_open=True), "max_epochs": _COUNT, "batch_size": _COUNT, "lr": Range(0, lo_open=True),
                 "dropout": Range(0, 1, hi_open=True), "patience": Range(0, integer=True)}
 
@@ -169,7 +199,8 @@ class PatientClassifierTask(Task):
     with more than ``subtype_min_patients`` labelled patients, one model per
     cancer (``subtype_scope: per-cancer``) or one over them all (``joint``);
     ``train_draws`` aggregates per training patient (fresh draws); the logistic
-    baseline's ``C``, ``max_iter`` and ``tol`` (Newton-CG; fitted in the span of the
+    baseline's ``C`` (a value, or a list chosen by inner cross-validation on the training
+    patients, ``C_folds`` folds), ``max_iter`` and ``tol`` (Newton-CG; fitted in the span of the
     standardised training rows, see :func:`_fit_logistic`); ``repeats_as``: the r
     repeats of a patient side by side as r x dim features (``concat``, the paper's
     layout and the default) or averaged (``mean``: dim features, one sum of k x r draws).
@@ -185,8 +216,8 @@ class PatientClassifierTask(Task):
                  subtype_min_patients: int = 100, subtype_scope: str = "per-cancer",
                  cancer_label: str = "cancer_type", train_draws: int = 1, hidden: list | None = None,
                  dropout: float = 0.2, lr: float = 1e-3, batch_size: int = 64, max_epochs: int = 100,
-                 patience: int = 10, val_fraction: float = 0.2, C: float = 1.0, max_iter: int = 1000,
-                 tol: float = 1e-4, repeats_as: str = "concat"):
+                 patience: int = 10, val_fraction: float = 0.2, C: float | list = 1.0, max_iter: int = 1000,
+                 tol: float = 1e-4, repeats_as: str = "concat", C_folds: int = 3):
         self.sampling = sampling
         self.aggregator = aggregator
         self.targets = targets
@@ -211,6 +242,7 @@ class PatientClassifierTask(Task):
         self.max_iter = max_iter
         self.tol = tol
         self.repeats_as = repeats_as
+        self.C_folds = C_folds
 
     @classmethod
     def check_recipe(cls, params: dict[str, Any], recipe: Any) -> list[tuple[str, str, str]]:
@@ -287,7 +319,7 @@ class PatientClassifierTask(Task):
     def _config(self) -> dict[str, Any]:
         return {"hidden": list(self.hidden or [256, 128]), "dropout": self.dropout, "lr": self.lr,
                 "batch_size": self.batch_size, "max_epochs": self.max_epochs, "patience": self.patience,
-                "val_fraction": self.val_fraction, "C": self.C, "max_iter": self.max_iter, "tol": self.tol,
+                "val_fraction": self.val_fraction, "C": self.C, "max_iter": self.max_iter, "tol": self.tol, "C_folds": self.C_folds,
                 "class_weight": bool(self.class_weight)}
 
     def _units(self, ctx: RunContext, name: str, builder: AggregateBuilder, sampler: Any,
@@ -402,7 +434,8 @@ def _collect(results: dict[str, Any], meta: dict[str, tuple]
                              "mcc": m["mcc"], "balanced_accuracy": m["balanced_accuracy"],
                              "n_train": res["n_train"], "n_test": res["n_test"],
                              "epochs": mres.get("epochs"), "iterations": mres.get("iterations"),
-                             "converged": mres.get("converged"), "late_fusion_macro_f1": ref_f1,
+                             "converged": mres.get("converged"), "C": mres.get("C"),
+                             "late_fusion_C": ref.get("C") if ref else None, "late_fusion_macro_f1": ref_f1,
                              "retention": late_fusion.retention(m["macro_f1"], ref_f1)})
             for metric in METRICS:
                 metric_rows.append({**base, "metric": metric, "value": m[metric]})

@@ -14,8 +14,8 @@ from fusionkit import DataError, Range, Task, Unit, hookimpl
 from fusionkit.metrics import summarise_rows
 from fusionkit_plugins.tasks.patient import late_fusion
 from fusionkit_plugins.tasks.patient.common import (AggregateBuilder, availability_rows, build_disjoint,
-                                                    check_sampling, fmt, labelled_cohort, output_name, pick,
-                                                    prepare, single_point, split_patients, target_key,
+                                                    check_repeats_as, check_sampling, combine_repeats, fmt,
+                                                    labelled_cohort, output_name, pick, prepare, single_point, split_patients, target_key,
                                                     write_tables)
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -39,7 +39,8 @@ def _retrieval_split(builder: AggregateBuilder, job: dict[str, Any]) -> dict[str
     Xi, pi, Xq, pq = build_disjoint(builder, job["index_patients"], job["query_patients"], job["k"], job["r"],
                                     (job["seed_index"], job["seed_query"]),
                                     leak="a patient is both indexed and a query")
-    return {"Xi": Xi, "pi": pi, "Xq": Xq, "pq": pq}
+    how = job.get("repeats_as", "concat")
+    return {"Xi": combine_repeats(Xi, job["r"], how), "pi": pi, "Xq": combine_repeats(Xq, job["r"], how), "pq": pq}
 
 
 def _neighbour_scores(found: np.ndarray, yq: np.ndarray, lab: dict[str, str]
@@ -122,6 +123,10 @@ class RetrievalTask(Task):
     ``<task>/index/`` with its id table, ``lookup.npz`` (aggregates of the
     indexed and query patients, for ``fusionkit query --patient``) and
     ``labels.json``.
+
+    ``repeats_as``: a patient's r repeated aggregates side by side (``concat``: cosine over
+    the concatenation, the mean of the per-repeat cosines up to norms) or averaged (``mean``:
+    one sum of k x r draws per patient; its composition varies less between patients).
     """
 
     component_params = {"aggregator": "aggregator", "index": "index"}
@@ -131,7 +136,7 @@ class RetrievalTask(Task):
     def __init__(self, sampling: str | None = None, aggregator: dict | None = None, label: str = "cancer_type",
                  k: int | None = None, repeats: int | None = None, index: Any = None, top_k: int = 10,
                  query_fraction: float = 0.2, n_repeats: int = 5, min_class_patients: int = 2,
-                 save_index: bool = True):
+                 save_index: bool = True, repeats_as: str = "concat"):
         self.sampling = sampling
         self.aggregator = aggregator
         self.label = label
@@ -143,10 +148,11 @@ class RetrievalTask(Task):
         self.n_repeats = n_repeats
         self.min_class_patients = min_class_patients
         self.save_index = save_index
+        self.repeats_as = repeats_as
 
     @classmethod
     def check_recipe(cls, params: dict[str, Any], recipe: Any) -> list[tuple[str, str, str]]:
-        issues = check_sampling(params, recipe)
+        issues = check_sampling(params, recipe) + check_repeats_as(params, "concat")
         idx = params.get("index")
         if idx is not None and not isinstance(idx, (str, dict)):
             issues.append(("params.index", "index must be a name or {name, params}", "e.g. index: faiss-hnsw"))
@@ -198,6 +204,7 @@ class RetrievalTask(Task):
             ia, qa = split_patients(pids, y, self.query_fraction, ctx.seed_for(name, "split", rep))
             jobs.append({"index_patients": pids[ia].tolist(), "query_patients": pids[qa].tolist(),
                          "labels": labels, "k": k, "r": r, "top_k": self.top_k, "index": index,
+                         "repeats_as": self.repeats_as,
                          "seed_index": ctx.seed_for(name, "index", k, r, rep),
                          "seed_query": ctx.seed_for(name, "query", k, r, rep)})
         return jobs
