@@ -143,6 +143,27 @@ def test_mutation_vae_early_stopping_stops_and_restores_best(tmp_path):
     np.testing.assert_array_equal(again.encode(M), enc.encode(M))
 
 
+def test_mutation_vae_validation_criterion_is_the_median_patient():
+    """A few hypermutated validation patients dominate the mean BCE; the median ignores them.
+    The recorded val_loss is the median item's loss, the mean is kept beside it."""
+    import torch
+
+    M = _mut()
+    M[:5] = 1.0  # five hypermutated patients
+    enc = MutationVAE(epochs=3, patience=0, seed=0, val_fraction=0.2, **SMALL).fit(M)
+    assert enc.val_criterion == "median"
+    row = enc.history_[-1]
+    assert row["val_loss"] < row["val_mean_loss"]
+    x = torch.from_numpy(M[:10])
+    mu = torch.zeros(10, 8)
+    per_item = enc._item_losses(torch.zeros(10, 60), x, mu, torch.zeros(10, 8), 1.0)
+    assert per_item.shape == (10,) and float(per_item[0]) == pytest.approx(60 * np.log(2), rel=1e-5)
+    old = MutationVAE(epochs=3, patience=0, seed=0, val_fraction=0.2, val_criterion="mean", **SMALL).fit(M)
+    assert "val_mean_loss" not in old.history_[-1]
+    with pytest.raises(DataError, match="val_criterion"):
+        MutationVAE(epochs=1, val_criterion="mode", **SMALL).fit(M)
+
+
 def test_vaes_registered(plugin_system):
     info = plugin_system.registry.get("encoder", "rna-vae")
     assert info.metadata["dim"] == 768 and info.factory is RnaVAE and RnaVAE.trainable
