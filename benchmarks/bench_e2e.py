@@ -99,7 +99,7 @@ def run(quick: bool = False, tmp: Path | None = None, full: bool = False, size: 
                     unit="s", ratio=cold["wall_s"] / warm["wall_s"],
                     note=f"recipe {what}; ratio = cold / warm"))
     rows.append(row(BENCH, "tumor_origin.yaml peak RSS: cold vs warm", cold["peak_rss_bytes"] / 2 ** 30,
-                    warm["peak_rss_bytes"] / 2 ** 30, unit="GiB", note="ru_maxrss of the CLI process"))
+                    warm["peak_rss_bytes"] / 2 ** 30, unit="GiB", note="ru_maxrss of the CLI process tree (wait4, through a small launcher)"))
     return rows
 
 

@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -150,15 +151,42 @@ def run_child(code: str, args: dict[str, Any], timeout: float = 1200) -> dict[st
     return res
 
 
+# Started as ``python -c RSS_LAUNCHER RESULT_FILE CMD...``: a fresh, small process forks and
+# execs CMD, waits for it and writes its ru_maxrss (KiB) to RESULT_FILE; exits with CMD's status.
+RSS_LAUNCHER = """
+import os, sys
+out, cmd = sys.argv[1], sys.argv[2:]
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(cmd[0], cmd)
+    finally:
+        os._exit(127)
+_, status, ru = os.wait4(pid, 0)
+with open(out, "w") as fh:
+    fh.write(str(ru.ru_maxrss))
+code = os.waitstatus_to_exitcode(status)
+sys.exit(code if code >= 0 else 128 - code)
+"""
+
+
 def run_cmd_measured(cmd: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None,
                      timeout: float = 1200) -> dict[str, Any]:
     """Run a command, return wall time, rc, tail of output and the peak RSS of the process tree.
 
-    Peak RSS comes from ``wait4``'s rusage of the direct child (``ru_maxrss``);
-    for a Python CLI that is the process doing the work.
+    Peak RSS is ``wait4``'s ``ru_maxrss`` of the command (the largest of it and its reaped
+    descendants, e.g. forked workers), taken by a small launcher process
+    (:data:`RSS_LAUNCHER`) rather than by this process: Linux keeps the high-water RSS of
+    the address space a process had *before* ``exec`` in its ``ru_maxrss``, so a command
+    started straight from a benchmark process that has grown to 3 GiB reports >= 3 GiB
+    whatever it used itself (measured: ``python -c pass`` from a 3 GiB parent 3.03 GiB,
+    through the launcher 0.01 GiB).
     """
     t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=False)
+    rss_file = tempfile.NamedTemporaryFile(prefix="fk-rss-", suffix=".txt", delete=False)
+    rss_file.close()
+    p = subprocess.Popen([sys.executable, "-c", RSS_LAUNCHER, rss_file.name, *cmd], cwd=cwd, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=False, start_new_session=True)
     deadline = t0 + timeout
     chunks: list[bytes] = []
     import selectors
@@ -168,7 +196,8 @@ def run_cmd_measured(cmd: list[str], *, cwd: Path | None = None, env: dict[str, 
     sel.register(p.stdout, selectors.EVENT_READ)
     while True:
         if time.perf_counter() > deadline:
-            p.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)  # the launcher and the command
             break
         events = sel.select(timeout=1.0)
         done = False
@@ -179,12 +208,19 @@ def run_cmd_measured(cmd: list[str], *, cwd: Path | None = None, env: dict[str, 
             chunks.append(data)
         if done:
             break
-    _, status, ru = os.wait4(p.pid, 0)
+    _, status, _ = os.wait4(p.pid, 0)
     wall = time.perf_counter() - t0
     rc = os.waitstatus_to_exitcode(status)
     p.returncode = rc
     out = b"".join(chunks).decode("utf-8", "replace")
-    return {"wall_s": wall, "rc": rc, "output_tail": out[-4000:], "peak_rss_bytes": ru.ru_maxrss * 1024}
+    try:
+        peak = int(Path(rss_file.name).read_text().strip() or 0) * 1024
+    except (OSError, ValueError):
+        peak = 0
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(rss_file.name)
+    return {"wall_s": wall, "rc": rc, "output_tail": out[-4000:], "peak_rss_bytes": peak}
 
 
 # ----------------------------------------------------------------------------- temp space

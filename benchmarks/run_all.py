@@ -4,6 +4,7 @@
     python benchmarks/run_all.py --quick    # small pass (~2-3 min)
     python benchmarks/run_all.py --only sampling,retrieval
     python benchmarks/run_all.py --only gather,main_job --rows benchmarks/measured/paper_scale_full.json
+    python benchmarks/run_all.py --merge --rows benchmarks/measured/main_job.json   # re-render only
 
 Each benchmark is its own module (``bench_*.py``, runnable alone) returning rows
 ``{benchmark, metric, fusionkit, baseline, ratio, target, met}``; a benchmark
@@ -12,7 +13,10 @@ Generated data goes to a temporary folder (``$FUSIONKIT_BENCH_TMP`` or the
 system temp) that is deleted at the end. The hand-written "## Analysis" section
 of an existing RESULTS.md is kept. ``--rows FILE`` adds rows a benchmark printed
 on its own (``bench_paper_scale.py --full --json``: a 50-minute study is not rerun
-for every table); their note says where and when they were measured.
+for every table); their note says where and when they were measured. ``--merge`` runs
+nothing: it re-renders the existing RESULTS.md with the benchmarks of the ``--rows``
+files replaced by those rows (a re-measured benchmark without a 20-minute full pass);
+the header then names what was merged and when.
 """
 
 from __future__ import annotations
@@ -44,7 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-write", action="store_true", help="print only")
     ap.add_argument("--rows", action="append", default=[],
                     help="JSON file of rows measured separately by one benchmark's own --json run (repeatable)")
+    ap.add_argument("--merge", action="store_true",
+                    help="run nothing: replace the --rows files' benchmarks in the existing RESULTS.md")
     a = ap.parse_args(argv)
+    if a.merge:
+        return merge_results(Path(a.results), a.rows)
     names = [n for n in (a.only.split(",") if a.only else ORDER) if n]
     info = machine()
     t_start = time.perf_counter()
@@ -77,6 +85,39 @@ def main(argv: list[str] | None = None) -> int:
     if not a.no_write:
         write_results(Path(a.results), rows, info, durations, total, a.quick, load_before, load_after)
         print(f"wrote {a.results}")
+    return 0
+
+
+def merge_results(path: Path, files: list[str]) -> int:
+    """Re-render ``path`` with the rows of ``files`` in place of their benchmarks' old rows."""
+    if not path.exists() or not files:
+        print(f"--merge needs an existing {path} and at least one --rows file", file=sys.stderr)
+        return 2
+    old = path.read_text()
+    start = old.index("```json\n") + len("```json\n")
+    rows = json.loads(old[start:old.index("\n```", start)])
+    new: list[dict] = []
+    for f in files:
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(Path(f).stat().st_mtime))
+        new += [{**r, "note": f"[re-measured {when}: {f}] {r.get('note', '')}"} for r in json.loads(Path(f).read_text())]
+    replaced = {r["benchmark"] for r in new}
+    rows = [r for r in rows if r["benchmark"] not in replaced] + new
+    head, _, _ = old.partition("\n## Results\n")
+    info = machine()
+    head = head.rstrip("\n") + (f"\n\nRows of {', '.join(sorted(replaced))} re-measured and merged on "
+             f"{time.strftime('%Y-%m-%d %H:%M %Z')} (git {info.get('git_commit', '?')}, "
+             f"`run_all.py --merge`); load average now {tuple(round(x, 2) for x in os.getloadavg())}.\n")
+    tail = old[old.index("\nTime per benchmark:"):old.index("\nRaw rows (JSON):")]
+    analysis = old[old.index("\n## Analysis") + 1:] if "\n## Analysis" in old else ""
+    lines = [head.rstrip("\n"), "", "## Results", "",
+             "`ratio` = fusionkit / baseline (for times: as stated in the note). `met` is empty where no target applies.",
+             "", table(rows, markdown=True), tail.rstrip("\n"), "", "Raw rows (JSON):", "",
+             "<details><summary>rows</summary>", "", "```json", json.dumps(rows, indent=1, default=str), "```", "",
+             "</details>", ""]
+    if (HERE / "scaling.png").exists():
+        lines += ["![scaling](scaling.png)", ""]
+    path.write_text("\n".join(lines) + ("\n" + analysis if analysis else ""))
+    print(f"merged {len(new)} row(s) of {sorted(replaced)} into {path}")
     return 0
 
 
