@@ -288,3 +288,76 @@ def test_retrieval_repeats_as_mean_indexes_one_vector_per_patient(tmp_path):
     assert r["precision_at_k"]["mean"] > 0.9 and r["repeats"] == 2
     with np.load(out / "ret" / "index" / "lookup.npz") as z:
         assert z["X"].shape == (90, 16)  # one mean of 2 repeats per patient, not 2 x 16 side by side
+
+
+def test_build_parts_add_up_to_the_aggregates_and_need_a_plain_sum():
+    """Per-modality parts of the same plan sum to ``build``'s aggregates; a weighted sum of parts
+    is the aggregate of scaled draws; ``mean`` (weights depend on the draw count) is refused."""
+    from fusionkit import FusionkitError
+    from fusionkit.pool import EmbeddingPool
+    from fusionkit_plugins.sampling.aggregators import MeanAggregator, SumAggregator
+    from fusionkit_plugins.sampling.samplers import PatientLevelSampler
+    from fusionkit_plugins.tasks.patient.common import AggregateBuilder, weighted_sum
+
+    arrays, cancer = make_arrays(n_patients=30)
+    pool = EmbeddingPool.from_arrays(arrays, labels={"cancer_type": cancer})
+    pids = sorted(cancer)[:20]
+    for agg in (SumAggregator(), SumAggregator(center=True, scale=True)):
+        builder = AggregateBuilder(pool=pool, sampler=PatientLevelSampler(k=4, repeats=3), aggregator=agg)
+        X, ids = builder.build(pids, 4, 3, seed=11)
+        parts, pids2, mods = builder.build_parts(pids, 4, 3, seed=11)
+        assert parts.shape == (3, len(pids), 16 * 3) and list(pids2) == list(ids) and set(mods) == {"rna", "mutation", "text"}
+        assert np.allclose(parts.sum(axis=0), X, atol=1e-4)
+        assert np.allclose(weighted_sum(parts, mods, {}), X, atol=1e-4)
+        w = weighted_sum(parts, mods, {"text": 2.0})
+        assert np.allclose(w, X + parts[mods.index("text")], atol=1e-4)
+    with pytest.raises(FusionkitError, match="per-modality weights"):
+        AggregateBuilder(pool=pool, sampler=PatientLevelSampler(k=4, repeats=3),
+                         aggregator=MeanAggregator()).build_parts(pids, 4, 3, seed=1)
+
+
+def test_modality_weights_are_chosen_by_inner_cv_on_training_rows():
+    """A modality of loud noise: the search down-weights it (or, the same after standardising,
+    up-weights the informative one), by inner cross-validation on the training rows only."""
+    from fusionkit_plugins.tasks.patient.classifier import choose_weights, weight_candidates
+
+    rng = np.random.default_rng(0)
+    n, d = 150, 20
+    y = np.arange(n) % 3
+    a = rng.normal(0, 1, (n, d))
+    a[:, :3] += 2.0 * np.eye(3)[y]  # the signal, in modality a
+    b = rng.normal(0, 6, (n, d))  # modality b: noise 6x louder, no signal
+    parts = np.stack([a, b]).astype(np.float32)
+    cands = weight_candidates("search", ["a", "b"])
+    assert cands == [{}, {"a": 0.5}, {"a": 2.0}, {"b": 0.5}, {"b": 2.0}]
+    assert weight_candidates([{"a": 3}, None], ["a", "b"]) == [{"a": 3.0}, {}]
+    cfg = {"C": [0.1, 1.0], "max_iter": 500, "tol": 1e-4, "class_weight": False, "C_folds": 3}
+    ptr = np.array([f"p{i:03d}" for i in range(n)])
+    w, C, scores = choose_weights(parts, ["a", "b"], y, ptr, 1, "concat", cands, cfg)
+    assert w in ({"a": 2.0}, {"b": 0.5}) and C in (0.1, 1.0)
+    assert set(scores) == {"none", "a=0.5", "a=2", "b=0.5", "b=2"}
+    assert scores["a=2"] > scores["none"] > scores["b=2"]
+
+
+def test_classifier_modality_weights_search_through_the_engine(tmp_path):
+    from fusionkit_plugins.tasks.patient.classifier import _check_weights
+
+    tasks = """  clf:
+    name: classifier
+    params: {targets: [cancer_type], n_repeats: 2, grid: {k: [3], repeats: [2]}, models: [logistic],
+             repeats_as: mean, C: [0.1, 1.0], modality_weights: search}"""
+    out, metrics = run_recipe(tmp_path, tasks, signal=3.0)
+    best = metrics["clf"]["summary"]["targets"]["cancer_type"]["models"]["logistic"]
+    assert best["accuracy"]["mean"] > 0.8
+    import csv
+    rows = list(csv.DictReader((out / "clf" / "runs.csv").open()))
+    assert len(rows) == 2 and all(r["modality_weights"] for r in rows)
+    allowed = {"none"} | {f"{m}={f:g}" for m in ("rna", "mutation", "text") for f in (0.5, 2.0)}
+    assert {r["modality_weights"] for r in rows} <= allowed
+    bad = _check_weights({"modality_weights": [{"rna": -1}]}, None)
+    assert any(where == "params.modality_weights" and "> 0" in msg for where, msg, _ in bad)
+    bad = _check_weights({"modality_weights": "auto"}, None)
+    assert any(where == "params.modality_weights" for where, _, _ in bad)
+    bad = _check_weights({"modality_weights": "search", "aggregator": {"name": "mean"}}, None)
+    assert any("sum aggregator" in msg for _, msg, _ in bad)
+    assert _check_weights({"modality_weights": "search", "aggregator": {"name": "sum", "params": {"scale": True}}}, None) == []

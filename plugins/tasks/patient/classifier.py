@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fusionkit import DataError, Range, Task, Unit, hookimpl
+from fusionkit import DataError, FusionkitError, Range, Task, Unit, hookimpl
 from fusionkit.metrics import multiclass_metrics, summarise_rows
 from fusionkit_plugins.tasks.patient import figures, late_fusion
 from fusionkit_plugins.tasks.patient.common import (AggregateBuilder, availability_only_baseline,
@@ -21,12 +21,14 @@ from fusionkit_plugins.tasks.patient.common import (AggregateBuilder, availabili
                                                     check_sampling, combine_repeats, drop_small,
                                                     eligible_patients, extremes, fmt, grid_points, labelled,
                                                     output_name, pick, prepare, split_patients, target_key,
-                                                    write_tables)
+                                                    weighted_sum, write_tables)
 
 if TYPE_CHECKING:  # pragma: no cover
     from fusionkit import RunContext
 
 MODELS = ("dense", "logistic")
+#: the factors ``modality_weights: search`` tries for each modality, one modality at a time
+WEIGHT_FACTORS = (0.5, 2.0)
 METRICS = ("accuracy", "macro_f1", "mcc", "balanced_accuracy")
 
 
@@ -58,12 +60,8 @@ def _fit_logistic(Xtr: np.ndarray, ytr: np.ndarray, Xte: np.ndarray, cfg: dict[s
 
     with threadpool_limits(1), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
-        Z, Zte = _standardise(Xtr, Xte)
-        if Z.shape[0] < Z.shape[1]:
-            U, S, Vt = np.linalg.svd(Z, full_matrices=False)
-            keep = S > S[0] * 1e-7 if S.size else S > 0
-            Z, Zte = U[:, keep] * S[keep], Zte @ Vt[keep].T
-        Cs = [float(c) for c in (cfg["C"] if isinstance(cfg["C"], (list, tuple)) else [cfg["C"]])]
+        Z, Zte = _span(Xtr, Xte)
+        Cs = _Cs(cfg)
         C, scores = (Cs[0], {}) if len(Cs) == 1 else _choose_C(Z, ytr, ptr, Cs, cfg, LogisticRegression)
         clf = _logistic(LogisticRegression, C, cfg).fit(Z, ytr)
         pred = clf.predict(Zte).astype(np.int64)
@@ -72,6 +70,61 @@ def _fit_logistic(Xtr: np.ndarray, ytr: np.ndarray, Xte: np.ndarray, cfg: dict[s
     if scores:
         info["C_scores"] = scores
     return pred, info
+
+
+def _Cs(cfg: dict[str, Any]) -> list[float]:
+    return [float(c) for c in (cfg["C"] if isinstance(cfg["C"], (list, tuple)) else [cfg["C"]])]
+
+
+def _span(Xtr: np.ndarray, Xte: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Standardised training and test rows, in the training rows' span when there are fewer
+    rows than features (thin SVD; see :func:`_fit_logistic`)."""
+    Z, Zte = _standardise(Xtr, Xte)
+    if Z.shape[0] < Z.shape[1]:
+        U, S, Vt = np.linalg.svd(Z, full_matrices=False)
+        keep = S > S[0] * 1e-7 if S.size else S > 0
+        Z, Zte = U[:, keep] * S[keep], Zte @ Vt[keep].T
+    return Z, Zte
+
+
+def weight_candidates(spec: Any, mods: list[str]) -> list[dict[str, float]]:
+    """Per-modality weight sets to choose from: ``search`` = no weighting, and each modality
+    alone at x0.5 and x2 (1 + 2M sets); a list = those sets (modalities left out weigh 1)."""
+    if not spec:
+        return []
+    if spec == "search":
+        return [{}] + [{m: f} for m in mods for f in WEIGHT_FACTORS]
+    return [{str(m): float(w) for m, w in (c or {}).items()} for c in spec]
+
+
+def _weights_text(w: dict[str, float]) -> str:
+    return ",".join(f"{m}={v:g}" for m, v in sorted(w.items()) if v != 1.0) or "none"
+
+
+def choose_weights(parts: np.ndarray, mods: list[str], ytr: np.ndarray, ptr: np.ndarray, r: int, how: str,
+                   cands: list[dict[str, float]], cfg: dict[str, Any]) -> tuple[dict[str, float], float, dict]:
+    """The weight set and C with the best inner cross-validated macro-F1 of the logistic model on
+    the training patients only (the folds of :func:`_choose_C`, by patient); ties keep the
+    earlier set (the first is no weighting with ``search``). Returns (weights, C, scores)."""
+    import warnings
+
+    from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_limits
+
+    best: tuple[float, dict[str, float], float] | None = None
+    scores: dict[str, float] = {}
+    with threadpool_limits(1), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for w in cands:
+            X = combine_repeats(weighted_sum(parts, mods, w), r, how)
+            Z, _ = _span(X, X[:0])
+            C, sc = _choose_C(Z, ytr, ptr, _Cs(cfg), cfg, LogisticRegression)
+            top = max(sc.values()) if sc else -math.inf
+            scores[_weights_text(w)] = top
+            if best is None or top > best[0] + 1e-12:
+                best = (top, w, C)
+    assert best is not None
+    return best[1], best[2], scores
 
 
 def _logistic(cls: Any, C: float, cfg: dict[str, Any]) -> Any:
@@ -140,18 +193,35 @@ def classifier_unit(builder: AggregateBuilder, job: dict[str, Any]) -> dict[str,
     """One repeat at one grid point: build train/test aggregates separately, fit, predict."""
     classes = job["classes"]
     index = {c: i for i, c in enumerate(classes)}
-    Xtr, ptr, Xte, pte = build_disjoint(
-        builder, job["train"], job["test"], job["k"], job["r"], (job["seed_train"], job["seed_test"]),
-        draws=job["train_draws"], leak="a patient is in both the training and the test aggregates")
-    how = job.get("repeats_as", "concat")
-    Xtr, Xte = combine_repeats(Xtr, job["r"], how), combine_repeats(Xte, job["r"], how)
     lab = job["labels"]
+    how, cfg, chosen = job.get("repeats_as", "concat"), job["cfg"], {}
+    leak = "a patient is in both the training and the test aggregates"
+    if job.get("modality_weights"):
+        # the same plans as build_disjoint, kept per modality: every weight set is a sum of scaled draws
+        k, r = job["k"], job["r"]
+        parts_tr, ptr, mods = builder.build_parts(job["train"], k, r, job["seed_train"], draws=job["train_draws"])
+        parts_te, pte, _ = builder.build_parts(job["test"], k, r, job["seed_test"])
+        if set(ptr.tolist()) & set(pte.tolist()):
+            raise FusionkitError(f"patient leak: {leak}")
+        ytr = np.array([index[lab[p]] for p in ptr], dtype=np.int64)
+        w, C, scores = choose_weights(parts_tr, mods, ytr, ptr, r, how,
+                                      weight_candidates(job["modality_weights"], mods), cfg)
+        cfg = {**cfg, "C": C}  # chosen with the weights, on the training patients only
+        chosen = {"weights": _weights_text(w), "weight_scores": scores}
+        Xtr = combine_repeats(weighted_sum(parts_tr, mods, w), r, how)
+        Xte = combine_repeats(weighted_sum(parts_te, mods, w), r, how)
+    else:
+        Xtr, ptr, Xte, pte = build_disjoint(
+            builder, job["train"], job["test"], job["k"], job["r"], (job["seed_train"], job["seed_test"]),
+            draws=job["train_draws"], leak=leak)
+        Xtr, Xte = combine_repeats(Xtr, job["r"], how), combine_repeats(Xte, job["r"], how)
     ytr = np.array([index[lab[p]] for p in ptr], dtype=np.int64)
     yte = np.array([index[lab[p]] for p in pte], dtype=np.int64)
     out: dict[str, Any] = {"test_ids": pte, "y_test": yte, "n_train": int(len(np.unique(ptr))),
                            "n_test": int(len(pte)), "models": {}}
     for mi, model in enumerate(job["models"]):
-        pred, info = _fit_predict(model, Xtr, ytr, ptr, Xte, len(classes), job["cfg"], job["seed_model"] + mi)
+        pred, info = _fit_predict(model, Xtr, ytr, ptr, Xte, len(classes), cfg, job["seed_model"] + mi)
+        info.update(chosen)
         m = multiclass_metrics([classes[i] for i in yte], [classes[i] for i in pred], labels=classes)
         out["models"][model] = {"pred": pred.astype(np.int32), "metrics": m, **info}
     return out
@@ -186,6 +256,32 @@ _CONSTRAINTS = {"n_repeats": _COUNT, "test_fraction": Range(0, 1, lo_open=True, 
                 "dropout": Range(0, 1, hi_open=True), "patience": Range(0, integer=True)}
 
 
+def _check_weights(params: dict[str, Any], recipe: Any) -> list[tuple[str, str, str]]:
+    spec = params.get("modality_weights")
+    hint = ("modality_weights: search, or a list of weight sets such as [{}, {rna: 2}, {mutation: 0.5}]; "
+            "the aggregator must be sum")
+    if spec in (None, False):
+        return []
+    if spec == "search":
+        return _check_weights_aggregator(params, recipe, hint)
+    if not isinstance(spec, list) or not spec or not all(isinstance(c, dict) or c is None for c in spec):
+        return [("params.modality_weights", f"must be 'search' or a non-empty list of weight sets, got {spec!r}", hint)]
+    for c in spec:
+        for m, w in (c or {}).items():
+            if not isinstance(w, (int, float)) or isinstance(w, bool) or not w > 0:
+                return [("params.modality_weights", f"weight of {m!r} must be a number > 0, got {w!r}", hint)]
+    return _check_weights_aggregator(params, recipe, hint)
+
+
+def _check_weights_aggregator(params: dict[str, Any], recipe: Any, hint: str) -> list[tuple[str, str, str]]:
+    agg = params.get("aggregator")
+    name = (agg.get("name") if isinstance(agg, dict) else agg) or getattr(getattr(recipe, "aggregator", None),
+                                                                           "name", "sum")
+    if name != "sum":
+        return [("params.modality_weights", f"per-modality weights need the sum aggregator, not {name!r}", hint)]
+    return []
+
+
 class PatientClassifierTask(Task):
     """Cancer type, subtype or TMB class from patient aggregates: dense net + logistic baseline.
 
@@ -203,7 +299,11 @@ class PatientClassifierTask(Task):
     patients, ``C_folds`` folds), ``max_iter`` and ``tol`` (Newton-CG; fitted in the span of the
     standardised training rows, see :func:`_fit_logistic`); ``repeats_as``: the r
     repeats of a patient side by side as r x dim features (``concat``, the paper's
-    layout and the default) or averaged (``mean``: dim features, one sum of k x r draws).
+    layout and the default) or averaged (``mean``: dim features, one sum of k x r draws);
+    ``modality_weights``: scale each modality's draws by a factor before the sum, the factors
+    chosen per split with C by inner cross-validation of the logistic model on the training
+    patients (``search``: none, or one modality at x0.5 or x2; or a list of weight sets);
+    both models then use the chosen sums (``aggregator`` must be ``sum``).
     """
 
     component_params = {"aggregator": "aggregator"}
@@ -217,7 +317,8 @@ class PatientClassifierTask(Task):
                  cancer_label: str = "cancer_type", train_draws: int = 1, hidden: list | None = None,
                  dropout: float = 0.2, lr: float = 1e-3, batch_size: int = 64, max_epochs: int = 100,
                  patience: int = 10, val_fraction: float = 0.2, C: float | list = 1.0, max_iter: int = 1000,
-                 tol: float = 1e-4, repeats_as: str = "concat", C_folds: int = 3):
+                 tol: float = 1e-4, repeats_as: str = "concat", C_folds: int = 3,
+                 modality_weights: str | list | None = None):
         self.sampling = sampling
         self.aggregator = aggregator
         self.targets = targets
@@ -243,6 +344,7 @@ class PatientClassifierTask(Task):
         self.tol = tol
         self.repeats_as = repeats_as
         self.C_folds = C_folds
+        self.modality_weights = modality_weights
 
     @classmethod
     def check_recipe(cls, params: dict[str, Any], recipe: Any) -> list[tuple[str, str, str]]:
@@ -255,6 +357,7 @@ class PatientClassifierTask(Task):
         if not 0 < float(params.get("test_fraction", 0.2)) < 1:
             issues.append(("params.test_fraction", "test_fraction must be between 0 and 1", ""))
         issues += check_repeats_as(params, "concat")
+        issues += _check_weights(params, recipe)
         return issues
 
     # ------------------------------------------------------------------ targets
@@ -346,6 +449,7 @@ class PatientClassifierTask(Task):
                     job = {"train": t["pids"][tr].tolist(), "test": t["pids"][te].tolist(), "labels": labels,
                            "classes": t["classes"], "k": k, "r": r, "models": models, "cfg": cfg,
                            "train_draws": int(self.train_draws), "repeats_as": str(self.repeats_as),
+                           "modality_weights": self.modality_weights,
                            "seed_train": ctx.seed_for(name, t["name"], "train", k, r, rep),
                            "seed_test": ctx.seed_for(name, t["name"], "test", k, r, rep),
                            "seed_model": ctx.seed_for(name, t["name"], "model", k, r, rep) % (2 ** 31)}
@@ -435,6 +539,7 @@ def _collect(results: dict[str, Any], meta: dict[str, tuple]
                              "n_train": res["n_train"], "n_test": res["n_test"],
                              "epochs": mres.get("epochs"), "iterations": mres.get("iterations"),
                              "converged": mres.get("converged"), "C": mres.get("C"),
+                             "modality_weights": mres.get("weights"),
                              "late_fusion_C": ref.get("C") if ref else None, "late_fusion_macro_f1": ref_f1,
                              "retention": late_fusion.retention(m["macro_f1"], ref_f1)})
             for metric in METRICS:

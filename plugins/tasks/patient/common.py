@@ -181,6 +181,47 @@ class AggregateBuilder:
             ps.append(np.asarray(plan.patient_ids).astype(str))
         return np.concatenate(Xs), np.concatenate(ps)
 
+    def build_parts(self, patients: Sequence[str], k: int, r: int, seed: int, draws: int = 1
+                    ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """The aggregates :meth:`build` makes with the same arguments, split by modality:
+        (parts (M, n, dim*r), patient ids, modalities); ``parts.sum(0)`` is ``build``'s X.
+
+        Part m is the aggregate of the same plan with every other modality's draws masked, so
+        any per-modality weighting ``sum_m w_m * parts[m]`` is the aggregate of draws scaled by
+        ``w_m`` (a "scaling before the sum"). Exact for aggregators whose draw weights do not
+        depend on the other draws of an aggregate (``sum``; not ``mean``, whose weights are
+        one over the number of draws): anything else raises.
+        """
+        from fusionkit import aggregate
+
+        probe = np.array([[True, True, False]])
+        if not getattr(self.aggregator, "linear", False) or not np.array_equal(
+                np.asarray(self.aggregator.weights(probe), dtype=np.float32), probe.astype(np.float32)):
+            raise FusionkitError("per-modality weights need an aggregator that adds its draws unweighted "
+                                 f"(sum), not {type(self.aggregator).__name__}")
+        parts, ps, mods = [], [], []
+        for d in range(max(1, int(draws))):
+            s = int(seed) if d == 0 else int(seed) + 7919 * d
+            plan, sub = self.plan(patients, k, r, s)
+            mods = list(plan.modalities)
+            one = []
+            for mi in range(len(mods)):
+                masked = copy.copy(plan)
+                masked.mod = np.where(plan.mod == mi, plan.mod, np.int8(-1)).astype(plan.mod.dtype)
+                one.append(aggregate(masked, sub, self.aggregator, noise_seed=s).X)
+            parts.append(np.stack(one))
+            ps.append(np.asarray(plan.patient_ids).astype(str))
+        return np.concatenate(parts, axis=1), np.concatenate(ps), mods
+
+
+def weighted_sum(parts: np.ndarray, mods: list[str], weights: dict[str, float] | None) -> np.ndarray:
+    """``sum_m w_m * parts[m]`` (float32); modalities not named in ``weights`` weigh 1."""
+    w = weights or {}
+    out = np.zeros(parts.shape[1:], dtype=np.float32)
+    for mi, m in enumerate(mods):
+        out += np.float32(w.get(m, 1.0)) * parts[mi]
+    return out
+
 
 def build_disjoint(builder: AggregateBuilder, first: Sequence[str], second: Sequence[str], k: int, r: int,
                    seeds: tuple[int, int], *, draws: int = 1, leak: str = "a patient is in both parts"
