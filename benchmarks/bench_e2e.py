@@ -14,6 +14,8 @@ the recipe unchanged. Not run with ``--quick``.
 
 from __future__ import annotations
 
+import json
+
 import os
 import shutil
 import sys
@@ -112,5 +114,7 @@ if __name__ == "__main__":
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--full", action="store_true", help="run the recipe unchanged")
     ap.add_argument("--size", choices=["small", "reduced", "full"], default="small")
+    ap.add_argument("--json", action="store_true", help="print rows as JSON (for run_all.py --rows / --merge)")
     a = ap.parse_args()
-    print(table(run(quick=a.quick, full=a.full, size=a.size), markdown=False))
+    rows = run(quick=a.quick, full=a.full, size=a.size)
+    print(json.dumps(rows, indent=1, default=str) if a.json else table(rows, markdown=False))
