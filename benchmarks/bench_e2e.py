@@ -15,7 +15,6 @@ the recipe unchanged. Not run with ``--quick``.
 from __future__ import annotations
 
 import json
-
 import os
 import shutil
 import sys

@@ -75,9 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             rows += got
             print(table(got, markdown=False), flush=True)
     for f in a.rows:
-        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(Path(f).stat().st_mtime))
-        for r in json.loads(Path(f).read_text()):
-            rows.append({**r, "note": f"[measured separately: {f}, {when}] {r.get('note', '')}"})
+        rows += _stamped_rows(f, "measured separately: {f}, {when}")
     total = time.perf_counter() - t_start
     load_after = os.getloadavg()
     print("\n" + table(rows, markdown=False))
@@ -88,6 +86,47 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _stamped_rows(f: str, stamp: str) -> list[dict]:
+    """The rows of a benchmark's ``--json`` file, each note prefixed with ``[stamp]`` (``{f}``:
+    the file, ``{when}``: its modification time)."""
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(Path(f).stat().st_mtime))
+    tag = stamp.format(f=f, when=when)
+    return [{**r, "note": f"[{tag}] {r.get('note', '')}"} for r in json.loads(Path(f).read_text())]
+
+
+def _analysis(old: str) -> str:
+    """The hand-written "## Analysis" section of an existing RESULTS.md (kept on every rewrite)."""
+    return old[old.index("\n## Analysis") + 1:] if "\n## Analysis" in old else ""
+
+
+def _render(path: Path, head: list[str], rows: list[dict], durations_line: str, analysis: str) -> None:
+    """Write RESULTS.md: ``head`` (title, machine), the results table, the per-benchmark times,
+    the raw rows, the scaling plot and the kept analysis."""
+    lines = head + [
+        "## Results",
+        "",
+        "`ratio` = fusionkit / baseline (for times: as stated in the note). `met` is empty where no target applies.",
+        "",
+        table(rows, markdown=True),
+        "",
+        durations_line,
+        "",
+        "Raw rows (JSON):",
+        "",
+        "<details><summary>rows</summary>",
+        "",
+        "```json",
+        json.dumps(rows, indent=1, default=str),
+        "```",
+        "",
+        "</details>",
+        "",
+    ]
+    if (HERE / "scaling.png").exists():
+        lines += ["![scaling](scaling.png)", ""]
+    path.write_text("\n".join(lines) + ("\n" + analysis if analysis else ""))
+
+
 def merge_results(path: Path, files: list[str]) -> int:
     """Re-render ``path`` with the rows of ``files`` in place of their benchmarks' old rows."""
     if not path.exists() or not files:
@@ -96,39 +135,23 @@ def merge_results(path: Path, files: list[str]) -> int:
     old = path.read_text()
     start = old.index("```json\n") + len("```json\n")
     rows = json.loads(old[start:old.index("\n```", start)])
-    new: list[dict] = []
-    for f in files:
-        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(Path(f).stat().st_mtime))
-        new += [{**r, "note": f"[re-measured {when}: {f}] {r.get('note', '')}"} for r in json.loads(Path(f).read_text())]
+    new = [r for f in files for r in _stamped_rows(f, "re-measured {when}: {f}")]
     replaced = {r["benchmark"] for r in new}
     rows = [r for r in rows if r["benchmark"] not in replaced] + new
-    head, _, _ = old.partition("\n## Results\n")
     info = machine()
-    head = head.rstrip("\n") + (f"\n\nRows of {', '.join(sorted(replaced))} re-measured and merged on "
-             f"{time.strftime('%Y-%m-%d %H:%M %Z')} (git {info.get('git_commit', '?')}, "
-             f"`run_all.py --merge`); load average now {tuple(round(x, 2) for x in os.getloadavg())}.\n")
-    tail = old[old.index("\nTime per benchmark:"):old.index("\nRaw rows (JSON):")]
-    analysis = old[old.index("\n## Analysis") + 1:] if "\n## Analysis" in old else ""
-    lines = [head.rstrip("\n"), "", "## Results", "",
-             "`ratio` = fusionkit / baseline (for times: as stated in the note). `met` is empty where no target applies.",
-             "", table(rows, markdown=True), tail.rstrip("\n"), "", "Raw rows (JSON):", "",
-             "<details><summary>rows</summary>", "", "```json", json.dumps(rows, indent=1, default=str), "```", "",
-             "</details>", ""]
-    if (HERE / "scaling.png").exists():
-        lines += ["![scaling](scaling.png)", ""]
-    path.write_text("\n".join(lines) + ("\n" + analysis if analysis else ""))
+    head = [old.partition("\n## Results\n")[0].rstrip("\n"), "",
+            f"Rows of {', '.join(sorted(replaced))} re-measured and merged on "
+            f"{time.strftime('%Y-%m-%d %H:%M %Z')} (git {info.get('git_commit', '?')}, "
+            f"`run_all.py --merge`); load average now {tuple(round(x, 2) for x in os.getloadavg())}.", ""]
+    durations_line = old[old.index("\nTime per benchmark:"):old.index("\nRaw rows (JSON):")].strip("\n")
+    _render(path, head, rows, durations_line, _analysis(old))
     print(f"merged {len(new)} row(s) of {sorted(replaced)} into {path}")
     return 0
 
 
 def write_results(path: Path, rows, info, durations, total, quick, load_before, load_after) -> None:
-    analysis = ""
-    if path.exists():
-        old = path.read_text()
-        if "\n## Analysis" in old:
-            analysis = old[old.index("\n## Analysis") + 1:]
     m = info
-    lines = [
+    head = [
         "# fusionkit benchmarks: results",
         "",
         f"Generated by `python benchmarks/run_all.py{' --quick' if quick else ''}` on "
@@ -147,28 +170,9 @@ def write_results(path: Path, rows, info, durations, total, quick, load_before, 
         + ("**the machine was shared with other jobs (load > cores), so timings are noisy and pessimistic**"
            if max(list(load_before or (0,)) + list(load_after)) > (m.get("logical_cores") or 1) else "quiet"),
         "",
-        "## Results",
-        "",
-        "`ratio` = fusionkit / baseline (for times: as stated in the note). `met` is empty where no target applies.",
-        "",
-        table(rows, markdown=True),
-        "",
-        "Time per benchmark: " + ", ".join(f"{k} {v:.0f} s" for k, v in durations.items()),
-        "",
-        "Raw rows (JSON):",
-        "",
-        "<details><summary>rows</summary>",
-        "",
-        "```json",
-        json.dumps(rows, indent=1, default=str),
-        "```",
-        "",
-        "</details>",
-        "",
     ]
-    if (HERE / "scaling.png").exists():
-        lines += ["![scaling](scaling.png)", ""]
-    path.write_text("\n".join(lines) + ("\n" + analysis if analysis else ""))
+    durations_line = "Time per benchmark: " + ", ".join(f"{k} {v:.0f} s" for k, v in durations.items())
+    _render(path, head, rows, durations_line, _analysis(path.read_text()) if path.exists() else "")
 
 
 if __name__ == "__main__":
