@@ -314,6 +314,14 @@ def test_build_parts_add_up_to_the_aggregates_and_need_a_plain_sum():
     with pytest.raises(FusionkitError, match="per-modality weights"):
         AggregateBuilder(pool=pool, sampler=PatientLevelSampler(k=4, repeats=3),
                          aggregator=MeanAggregator()).build_parts(pids, 4, 3, seed=1)
+    from fusionkit_plugins.tasks.patient.common import build_disjoint, build_disjoint_parts
+
+    X1, p1, X2, p2 = build_disjoint(builder, pids[:12], pids[12:], 4, 3, (5, 6))
+    P1, q1, P2, q2, _ = build_disjoint_parts(builder, pids[:12], pids[12:], 4, 3, (5, 6))
+    assert list(p1) == list(q1) and list(p2) == list(q2)
+    assert np.allclose(P1.sum(0), X1, atol=1e-4) and np.allclose(P2.sum(0), X2, atol=1e-4)
+    with pytest.raises(FusionkitError, match="patient leak"):
+        build_disjoint_parts(builder, pids[:12], pids[10:], 4, 3, (5, 6))
 
 
 def test_modality_weights_are_chosen_by_inner_cv_on_training_rows():

@@ -13,16 +13,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fusionkit import DataError, FusionkitError, Range, Task, Unit, hookimpl
+from fusionkit import DataError, Range, Task, Unit, hookimpl
 from fusionkit.metrics import multiclass_metrics, summarise_rows
 from fusionkit_plugins.tasks.patient import figures, late_fusion
-from fusionkit_plugins.tasks.patient.logistic import _fit_logistic, choose_weights, weight_candidates, weights_text
 from fusionkit_plugins.tasks.patient.common import (AggregateBuilder, availability_only_baseline,
-                                                    availability_rows, build_disjoint, check_repeats_as,
-                                                    check_sampling, combine_repeats, drop_small,
-                                                    eligible_patients, extremes, fmt, grid_points, labelled,
-                                                    output_name, pick, prepare, split_patients, target_key,
-                                                    weighted_sum, write_tables)
+                                                    availability_rows, build_disjoint, build_disjoint_parts,
+                                                    check_repeats_as, check_sampling, combine_repeats,
+                                                    drop_small, eligible_patients, extremes, fmt, grid_points,
+                                                    labelled, output_name, pick, prepare, split_patients,
+                                                    target_key, weighted_sum, write_tables)
+from fusionkit_plugins.tasks.patient.logistic import _fit_logistic, choose_weights, weight_candidates, weights_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from fusionkit import RunContext
@@ -67,29 +67,24 @@ def classifier_unit(builder: AggregateBuilder, job: dict[str, Any]) -> dict[str,
     classes = job["classes"]
     index = {c: i for i, c in enumerate(classes)}
     lab = job["labels"]
+    k, r = job["k"], job["r"]
     how, cfg, chosen = job.get("repeats_as", "concat"), job["cfg"], {}
+    args = (builder, job["train"], job["test"], k, r, (job["seed_train"], job["seed_test"]))
     leak = "a patient is in both the training and the test aggregates"
-    if job.get("modality_weights"):
-        # the same plans as build_disjoint, kept per modality: every weight set is a sum of scaled draws
-        k, r = job["k"], job["r"]
-        parts_tr, ptr, mods = builder.build_parts(job["train"], k, r, job["seed_train"], draws=job["train_draws"])
-        parts_te, pte, _ = builder.build_parts(job["test"], k, r, job["seed_test"])
-        if set(ptr.tolist()) & set(pte.tolist()):
-            raise FusionkitError(f"patient leak: {leak}")
-        ytr = np.array([index[lab[p]] for p in ptr], dtype=np.int64)
+    weighted = bool(job.get("modality_weights"))
+    if weighted:  # the same plans, kept per modality: every weight set is a sum of scaled draws
+        parts_tr, ptr, parts_te, pte, mods = build_disjoint_parts(*args, draws=job["train_draws"], leak=leak)
+    else:
+        Xtr, ptr, Xte, pte = build_disjoint(*args, draws=job["train_draws"], leak=leak)
+    ytr = np.array([index[lab[p]] for p in ptr], dtype=np.int64)
+    yte = np.array([index[lab[p]] for p in pte], dtype=np.int64)
+    if weighted:
         w, C, scores = choose_weights(parts_tr, mods, ytr, ptr, r, how,
                                       weight_candidates(job["modality_weights"], mods), cfg)
         cfg = {**cfg, "C": C}  # chosen with the weights, on the training patients only
         chosen = {"weights": weights_text(w), "weight_scores": scores}
-        Xtr = combine_repeats(weighted_sum(parts_tr, mods, w), r, how)
-        Xte = combine_repeats(weighted_sum(parts_te, mods, w), r, how)
-    else:
-        Xtr, ptr, Xte, pte = build_disjoint(
-            builder, job["train"], job["test"], job["k"], job["r"], (job["seed_train"], job["seed_test"]),
-            draws=job["train_draws"], leak=leak)
-        Xtr, Xte = combine_repeats(Xtr, job["r"], how), combine_repeats(Xte, job["r"], how)
-    ytr = np.array([index[lab[p]] for p in ptr], dtype=np.int64)
-    yte = np.array([index[lab[p]] for p in pte], dtype=np.int64)
+        Xtr, Xte = weighted_sum(parts_tr, mods, w), weighted_sum(parts_te, mods, w)
+    Xtr, Xte = combine_repeats(Xtr, r, how), combine_repeats(Xte, r, how)
     out: dict[str, Any] = {"test_ids": pte, "y_test": yte, "n_train": int(len(np.unique(ptr))),
                            "n_test": int(len(pte)), "models": {}}
     for mi, model in enumerate(job["models"]):

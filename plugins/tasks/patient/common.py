@@ -173,13 +173,18 @@ class AggregateBuilder:
         from fusionkit import aggregate
 
         Xs, ps = [], []
+        for plan, sub, s in self._draws(patients, k, r, seed, draws):
+            Xs.append(aggregate(plan, sub, self.aggregator, noise_seed=s).X)
+            ps.append(np.asarray(plan.patient_ids).astype(str))
+        return np.concatenate(Xs), np.concatenate(ps)
+
+    def _draws(self, patients: Sequence[str], k: int, r: int, seed: int, draws: int) -> Any:
+        """(plan, restricted pool, seed) of each independent draw: the first with ``seed``, the
+        d-th with ``seed + 7919 d`` (shared by :meth:`build` and :meth:`build_parts`)."""
         for d in range(max(1, int(draws))):
             s = int(seed) if d == 0 else int(seed) + 7919 * d
             plan, sub = self.plan(patients, k, r, s)
-            agg = aggregate(plan, sub, self.aggregator, noise_seed=s)
-            Xs.append(agg.X)
-            ps.append(np.asarray(plan.patient_ids).astype(str))
-        return np.concatenate(Xs), np.concatenate(ps)
+            yield plan, sub, s
 
     def build_parts(self, patients: Sequence[str], k: int, r: int, seed: int, draws: int = 1
                     ) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -200,9 +205,7 @@ class AggregateBuilder:
             raise FusionkitError("per-modality weights need an aggregator that adds its draws unweighted "
                                  f"(sum), not {type(self.aggregator).__name__}")
         parts, ps, mods = [], [], []
-        for d in range(max(1, int(draws))):
-            s = int(seed) if d == 0 else int(seed) + 7919 * d
-            plan, sub = self.plan(patients, k, r, s)
+        for plan, sub, s in self._draws(patients, k, r, seed, draws):
             mods = list(plan.modalities)
             one = []
             for mi in range(len(mods)):
@@ -233,9 +236,24 @@ def build_disjoint(builder: AggregateBuilder, first: Sequence[str], second: Sequ
     """
     X1, p1 = builder.build(first, k, r, seeds[0], draws=draws)
     X2, p2 = builder.build(second, k, r, seeds[1])
+    _check_disjoint(p1, p2, leak)
+    return X1, p1, X2, p2
+
+
+def build_disjoint_parts(builder: AggregateBuilder, first: Sequence[str], second: Sequence[str], k: int, r: int,
+                         seeds: tuple[int, int], *, draws: int = 1, leak: str = "a patient is in both parts"
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """:func:`build_disjoint` kept per modality (:meth:`AggregateBuilder.build_parts`), the same
+    plans and the same leak check: (parts1, ids1, parts2, ids2, modalities)."""
+    P1, p1, mods = builder.build_parts(first, k, r, seeds[0], draws=draws)
+    P2, p2, _ = builder.build_parts(second, k, r, seeds[1])
+    _check_disjoint(p1, p2, leak)
+    return P1, p1, P2, p2, mods
+
+
+def _check_disjoint(p1: np.ndarray, p2: np.ndarray, leak: str) -> None:
     if set(p1.tolist()) & set(p2.tolist()):
         raise FusionkitError(f"patient leak: {leak}")
-    return X1, p1, X2, p2
 
 
 #: how the r repeats of a patient's aggregate become features (classifier, survival)
