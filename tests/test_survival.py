@@ -617,3 +617,71 @@ def test_real_os_survival_with_clinical_baselines(shared_data, tmp_path):
     assert s["per_cancer"]["BRCA"]["multimodal / coxnet"]["n"] == 10
     added = next(p for p in s["paired"] if p["comparison"] == "clinical+multimodal - clinical" and p["scope"] == "all")
     assert added["n"] == 10 and added["verdict"] in ("adds", "worse", "no measurable difference")
+
+
+def test_modality_weights_are_chosen_by_cross_validated_partial_likelihood():
+    """A modality of loud noise in the same dimensions as the prognostic one: the search scales
+    it down (or the prognostic one up), by Coxnet's cross-validated partial likelihood on the
+    training rows only; its losses rank the weight sets accordingly."""
+    from fusionkit_plugins.tasks.patient.logistic import weight_candidates
+    from fusionkit_plugins.tasks.survival.models import cv_folds
+    from fusionkit_plugins.tasks.survival.weights import choose_weights
+
+    rng = np.random.default_rng(0)
+    n, d = 400, 12
+    risk = rng.normal(size=n)
+    a = rng.normal(0, 1, (n, d)) + risk[:, None] * rng.choice([-1.0, 1.0], d)  # prognostic, one direction
+    b = rng.normal(0, 8, (n, d))  # loud, no signal, in the same dimensions
+    y = Surv(*_events(risk, rng))
+    parts = np.stack([a, b]).astype(np.float32)
+    cands = weight_candidates("search", ["a", "b"], [0.25, 4])
+    assert cands == [{}, {"a": 0.25}, {"a": 4.0}, {"b": 0.25}, {"b": 4.0}]
+    strata = np.array(["X", "Y"])[np.arange(n) % 2]
+    folds = cv_folds(np.char.add(strata, y.event.astype(str)), 5, 0)
+    cfg = {"n_components": 4, "l1_ratio": 0.5}
+    w, losses = choose_weights(parts, ["a", "b"], y, strata, folds, np.zeros(n, bool), 1, "mean", cands, cfg, 0)
+    assert w in ({"a": 4.0}, {"b": 0.25}), losses
+    assert set(losses) == {"none", "a=0.25", "a=4", "b=0.25", "b=4"}
+    assert losses["b=4"] > losses["none"] > losses["b=0.25"]  # lower is better (per-event partial likelihood)
+
+
+def _events(risk, rng):
+    T = rng.exponential(1 / (0.3 * np.exp(risk)))
+    C = rng.uniform(0, 6, len(risk))
+    return (T <= C).astype(int), 365.25 * np.minimum(T, C) + 1
+
+
+def test_unit_with_modality_weights_keeps_the_leak_guard_and_reports_the_choice(monkeypatch):
+    from fusionkit_plugins.sampling.aggregators import SumAggregator
+    from fusionkit_plugins.sampling.samplers import PatientLevelSampler
+    from fusionkit_plugins.tasks.patient import common
+    from fusionkit_plugins.tasks.survival.unit import survival_unit
+
+    pool, pids, labels = _pool()
+    builder = common.AggregateBuilder(pool=pool, sampler=PatientLevelSampler(k=2, repeats=2, min_modalities=1),
+                                      aggregator=SumAggregator())
+    train, test = pids[:150], pids[150:]
+    job = {**_job(pids, labels, train, test, ["multimodal", "clinical+multimodal", "rna"]),
+           "modality_weights": "search", "weight_factors": [0.25, 4], "cfg": {**_job(pids, labels, train, test, [])["cfg"],
+                                                                                "cv_folds": 3}}
+    out = survival_unit(builder, job)["features"]
+    allowed = {"none"} | {f"{m}={f:g}" for m in ("rna", "mutation") for f in (0.25, 4)}
+    for fs in ("multimodal", "clinical+multimodal"):
+        info = out[fs]["models"]["coxnet"]["info"]
+        assert info["weights"] in allowed and len(info["weight_losses"]) == 5
+        assert out[fs]["models"]["deep"]["info"]["weights"] == info["weights"]  # one choice for both models
+    assert "weights" not in out["rna"]["models"]["coxnet"]["info"]  # a single modality is not weighted
+    assert out["multimodal"]["models"]["coxnet"]["overall"]["c_stratified"] > 0.6
+    monkeypatch.setattr(common, "_check_disjoint", lambda *a: (_ for _ in ()).throw(FusionkitError("patient leak: x")))
+    with pytest.raises(FusionkitError, match="patient leak"):  # the weighted path goes through the leak check
+        survival_unit(builder, job)
+
+
+def test_weight_recipe_checks_name_the_parameter():
+    from fusionkit_plugins.tasks.patient.logistic import check_weights
+
+    bad = check_weights({"modality_weights": "search", "weight_factors": [0, 2]}, None)
+    assert bad and bad[0][0] == "params.weight_factors" and "> 0" in bad[0][1]
+    bad = check_weights({"modality_weights": "search", "weight_factors": "big"}, None)
+    assert bad and bad[0][0] == "params.weight_factors"
+    assert check_weights({"modality_weights": "search", "weight_factors": [0.25, 4]}, None) == []

@@ -22,7 +22,8 @@ from fusionkit_plugins.tasks.patient.common import (AggregateBuilder, availabili
                                                     drop_small, eligible_patients, extremes, fmt, grid_points,
                                                     labelled, output_name, pick, prepare, split_patients,
                                                     target_key, weighted_sum, write_tables)
-from fusionkit_plugins.tasks.patient.logistic import _fit_logistic, choose_weights, weight_candidates, weights_text
+from fusionkit_plugins.tasks.patient.logistic import (_fit_logistic, check_weights, choose_weights,
+                                                      weight_candidates, weights_text)
 
 if TYPE_CHECKING:  # pragma: no cover
     from fusionkit import RunContext
@@ -80,7 +81,7 @@ def classifier_unit(builder: AggregateBuilder, job: dict[str, Any]) -> dict[str,
     yte = np.array([index[lab[p]] for p in pte], dtype=np.int64)
     if weighted:
         w, C, scores = choose_weights(parts_tr, mods, ytr, ptr, r, how,
-                                      weight_candidates(job["modality_weights"], mods), cfg)
+                                      weight_candidates(job["modality_weights"], mods, job.get("weight_factors")), cfg)
         cfg = {**cfg, "C": C}  # chosen with the weights, on the training patients only
         chosen = {"weights": weights_text(w), "weight_scores": scores}
         Xtr, Xte = weighted_sum(parts_tr, mods, w), weighted_sum(parts_te, mods, w)
@@ -124,32 +125,6 @@ _CONSTRAINTS = {"n_repeats": _COUNT, "test_fraction": Range(0, 1, lo_open=True, 
                 "dropout": Range(0, 1, hi_open=True), "patience": Range(0, integer=True)}
 
 
-def _check_weights(params: dict[str, Any], recipe: Any) -> list[tuple[str, str, str]]:
-    spec = params.get("modality_weights")
-    hint = ("modality_weights: search, or a list of weight sets such as [{}, {rna: 2}, {mutation: 0.5}]; "
-            "the aggregator must be sum")
-    if spec in (None, False):
-        return []
-    if spec == "search":
-        return _check_weights_aggregator(params, recipe, hint)
-    if not isinstance(spec, list) or not spec or not all(isinstance(c, dict) or c is None for c in spec):
-        return [("params.modality_weights", f"must be 'search' or a non-empty list of weight sets, got {spec!r}", hint)]
-    for c in spec:
-        for m, w in (c or {}).items():
-            if not isinstance(w, (int, float)) or isinstance(w, bool) or not w > 0:
-                return [("params.modality_weights", f"weight of {m!r} must be a number > 0, got {w!r}", hint)]
-    return _check_weights_aggregator(params, recipe, hint)
-
-
-def _check_weights_aggregator(params: dict[str, Any], recipe: Any, hint: str) -> list[tuple[str, str, str]]:
-    agg = params.get("aggregator")
-    name = (agg.get("name") if isinstance(agg, dict) else agg) or getattr(getattr(recipe, "aggregator", None),
-                                                                           "name", "sum")
-    if name != "sum":
-        return [("params.modality_weights", f"per-modality weights need the sum aggregator, not {name!r}", hint)]
-    return []
-
-
 class PatientClassifierTask(Task):
     """Cancer type, subtype or TMB class from patient aggregates: dense net + logistic baseline.
 
@@ -170,8 +145,9 @@ class PatientClassifierTask(Task):
     layout and the default) or averaged (``mean``: dim features, one sum of k x r draws);
     ``modality_weights``: scale each modality's draws by a factor before the sum, the factors
     chosen per split with C by inner cross-validation of the logistic model on the training
-    patients (``search``: none, or one modality at x0.5 or x2; or a list of weight sets);
-    both models then use the chosen sums (``aggregator`` must be ``sum``).
+    patients (``search``: none, or one modality at each of ``weight_factors``, default x0.5
+    and x2; or a list of weight sets); both models then use the chosen sums (``aggregator``
+    must be ``sum``).
     """
 
     component_params = {"aggregator": "aggregator"}
@@ -186,7 +162,7 @@ class PatientClassifierTask(Task):
                  dropout: float = 0.2, lr: float = 1e-3, batch_size: int = 64, max_epochs: int = 100,
                  patience: int = 10, val_fraction: float = 0.2, C: float | list = 1.0, max_iter: int = 1000,
                  tol: float = 1e-4, repeats_as: str = "concat", C_folds: int = 3,
-                 modality_weights: str | list | None = None):
+                 modality_weights: str | list | None = None, weight_factors: list | None = None):
         self.sampling = sampling
         self.aggregator = aggregator
         self.targets = targets
@@ -213,6 +189,7 @@ class PatientClassifierTask(Task):
         self.repeats_as = repeats_as
         self.C_folds = C_folds
         self.modality_weights = modality_weights
+        self.weight_factors = weight_factors
 
     @classmethod
     def check_recipe(cls, params: dict[str, Any], recipe: Any) -> list[tuple[str, str, str]]:
@@ -225,7 +202,7 @@ class PatientClassifierTask(Task):
         if not 0 < float(params.get("test_fraction", 0.2)) < 1:
             issues.append(("params.test_fraction", "test_fraction must be between 0 and 1", ""))
         issues += check_repeats_as(params, "concat")
-        issues += _check_weights(params, recipe)
+        issues += check_weights(params, recipe)
         return issues
 
     # ------------------------------------------------------------------ targets
@@ -317,7 +294,7 @@ class PatientClassifierTask(Task):
                     job = {"train": t["pids"][tr].tolist(), "test": t["pids"][te].tolist(), "labels": labels,
                            "classes": t["classes"], "k": k, "r": r, "models": models, "cfg": cfg,
                            "train_draws": int(self.train_draws), "repeats_as": str(self.repeats_as),
-                           "modality_weights": self.modality_weights,
+                           "modality_weights": self.modality_weights, "weight_factors": self.weight_factors,
                            "seed_train": ctx.seed_for(name, t["name"], "train", k, r, rep),
                            "seed_test": ctx.seed_for(name, t["name"], "test", k, r, rep),
                            "seed_model": ctx.seed_for(name, t["name"], "model", k, r, rep) % (2 ** 31)}

@@ -51,7 +51,7 @@ def prepare_features(Xtr: np.ndarray, Xte: np.ndarray, n_components: int | None,
     if n_components and int(n_components) < min(Ztr.shape):
         pca = PCA(n_components=int(n_components), random_state=int(seed) % (2 ** 32), svd_solver="randomized")
         Ztr = pca.fit_transform(Ztr)
-        Zte = pca.transform(Zte)
+        Zte = pca.transform(Zte) if len(Zte) else np.zeros((0, Ztr.shape[1]))
         s = Ztr.std(axis=0)
         s = np.where(s > 1e-8, s, 1.0)
         Ztr, Zte = Ztr / s, Zte / s

@@ -27,10 +27,13 @@ from typing import Any
 import numpy as np
 
 from fusionkit_plugins.tasks.patient import late_fusion
-from fusionkit_plugins.tasks.patient.common import AggregateBuilder, build_disjoint, combine_repeats
+from fusionkit_plugins.tasks.patient.common import (AggregateBuilder, build_disjoint, build_disjoint_parts,
+                                                    combine_repeats, weighted_sum)
+from fusionkit_plugins.tasks.patient.logistic import weight_candidates, weights_text
 from fusionkit_plugins.tasks.survival.evaluate import evaluate
 from fusionkit_plugins.tasks.survival.metrics import Surv
 from fusionkit_plugins.tasks.survival.models import cv_folds, fit_coxnet, fit_deep, prepare_features
+from fusionkit_plugins.tasks.survival.weights import choose_weights
 
 __all__ = ["survival_unit", "clinical_matrix", "CANCER_MODEL", "LATE", "CLINICAL_PLUS", "models_for"]
 
@@ -38,6 +41,8 @@ __all__ = ["survival_unit", "clinical_matrix", "CANCER_MODEL", "LATE", "CLINICAL
 CANCER_MODEL = "baseline"
 #: the feature set of per-modality patient means (no sampling): the reference the sums are measured against
 LATE = "late-fusion"
+#: the cache key of the chosen per-modality weights of the multimodal sums (``modality_weights``)
+WEIGHTS = "__weights__"
 #: prefix of a feature set with the clinical covariates beside it (clinical+multimodal, clinical+late-fusion)
 CLINICAL_PLUS = "clinical+"
 
@@ -90,12 +95,33 @@ def _aggregates(builder: AggregateBuilder, job: dict[str, Any], features: str, c
         cache[features] = None
         return None
     seeds = (job["seed_train"], job["seed_test"])
-    Xtr, ptr, Xte, pte = build_disjoint(sub, train, test, job["k"], job["r"], seeds, draws=job["train_draws"],
-                                        leak="a patient is in both the training and the test aggregates")
+    leak = "a patient is in both the training and the test aggregates"
     how = job.get("repeats_as", "mean")
+    if features == "multimodal" and job.get("modality_weights"):
+        Xtr, ptr, Xte, pte = _weighted(sub, job, train, test, seeds, leak, cache)
+    else:
+        Xtr, ptr, Xte, pte = build_disjoint(sub, train, test, job["k"], job["r"], seeds, draws=job["train_draws"],
+                                            leak=leak)
     Xtr, Xte = combine_repeats(Xtr, job["r"], how), combine_repeats(Xte, job["r"], how)
     cache[features] = (Xtr, ptr, Xte, pte)
     return cache[features]
+
+
+def _weighted(builder: AggregateBuilder, job: dict[str, Any], train: list[str], test: list[str],
+              seeds: tuple[int, int], leak: str, cache: dict[str, Any]
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The multimodal sums with per-modality weights chosen on the training patients
+    (:func:`.weights.choose_weights`; the same plans kept per modality); the choice is kept in
+    ``cache[WEIGHTS]`` for the models' info."""
+    Ptr, ptr, Pte, pte, mods = build_disjoint_parts(builder, train, test, job["k"], job["r"], seeds,
+                                                    draws=job["train_draws"], leak=leak)
+    strata = np.array([job["cancer"][p] for p in ptr]) if job["stratify"] else None
+    ytr = Surv([job["surv"][p][0] for p in ptr], [job["surv"][p][1] for p in ptr])
+    cands = weight_candidates(job["modality_weights"], mods, job.get("weight_factors"))
+    w, scores = choose_weights(Ptr, mods, ytr, strata, _folds(ptr, job), np.isin(ptr, job["val"]), job["r"],
+                               job.get("repeats_as", "mean"), cands, job["cfg"], job["seed_model"])
+    cache[WEIGHTS] = {"weights": weights_text(w), "weight_losses": scores}
+    return weighted_sum(Ptr, mods, w), ptr, weighted_sum(Pte, mods, w), pte
 
 
 def _late_blocks(Xtr: np.ndarray, Xte: np.ndarray, blocks: list[int], job: dict[str, Any],
@@ -203,6 +229,8 @@ def _one_feature_set(builder: AggregateBuilder, job: dict[str, Any], features: s
                       strata_te=c_te if stratified else None,
                       cancer_tr=c_tr, cancer_te=c_te, horizons=job["horizons"],
                       reference_years=job["reference_years"], tau_years=job["tau_years"])
+        if features.endswith("multimodal") and WEIGHTS in cache:
+            info = {**info, **cache[WEIGHTS]}
         out["models"][model] = {**ev, "info": info, "risk": risk_te.astype(np.float32)}
     return out
 
