@@ -369,3 +369,26 @@ def test_classifier_modality_weights_search_through_the_engine(tmp_path):
     bad = _check_weights({"modality_weights": "search", "aggregator": {"name": "mean"}}, None)
     assert any("sum aggregator" in msg for _, msg, _ in bad)
     assert _check_weights({"modality_weights": "search", "aggregator": {"name": "sum", "params": {"scale": True}}}, None) == []
+
+
+def test_draw_coverage_counts_draws_and_the_share_of_each_patients_items():
+    from fusionkit.pool import EmbeddingPool
+    from fusionkit_plugins.sampling.aggregators import SumAggregator
+    from fusionkit_plugins.sampling.samplers import PatientLevelSampler
+    from fusionkit_plugins.tasks.patient.common import AggregateBuilder, draw_coverage
+
+    pids = [f"P{i}" for i in range(30)]
+    rng = np.random.default_rng(0)
+    arrays = {"one": (rng.normal(size=(30, 4)).astype(np.float32), pids),  # one item per patient
+              "many": (rng.normal(size=(300, 4)).astype(np.float32), [p for p in pids for _ in range(10)])}
+    builder = AggregateBuilder(pool=EmbeddingPool.from_arrays(arrays), sampler=PatientLevelSampler(min_modalities=2),
+                               aggregator=SumAggregator())
+    cov = draw_coverage(builder, pids, 4, 5, seed=1)
+    assert set(cov) == {"one", "many"} and cov["many"]["patients"] == 30
+    assert cov["one"]["draws"] + cov["many"]["draws"] == pytest.approx(20)  # k x r draws, split between the two
+    assert 8 < cov["many"]["draws"] < 12  # modalities drawn with equal probability
+    assert cov["one"]["share"] == 1.0  # its one item is drawn whenever the modality is
+    expected = 1 - (1 - 1 / 10) ** cov["many"]["draws"]  # draws with replacement among 10 items
+    assert abs(cov["many"]["share"] - expected) < 0.08
+    big = draw_coverage(builder, pids, 50, 4, seed=1)["many"]["share"]
+    assert big > 0.99 > cov["many"]["share"]

@@ -481,7 +481,7 @@ tasks:
   survival:
     name: survival
     params: {{n_repeats: {n}, grid: {{k: [1, 3], repeats: [2]}}, max_epochs: 80, patience: 15, n_components: 8,
-             weight_decay: [0.001], hidden: [16]}}
+             weight_decay: [0.001], hidden: [16], modality_weights: search}}
 """
 
 
@@ -532,10 +532,17 @@ def test_survival_task_through_the_engine(tmp_path):
     assert any(r["metric"].startswith("c-index within cancer, multimodal") for r in res["paper_comparison"])
     html = (out / "report.html").read_text()
     assert "Task: survival" in html and "km multimodal coxnet" in html and "within-cancer c" in html
+    assert set(s["coverage"]) == {"1x2", "3x2"} and set(s["coverage"]["3x2"]) == {"rna", "mutation"}
+    assert s["coverage"]["3x2"]["rna"]["share"] > 0.95  # one item per patient: missing only with no rna draw
+    assert sum(sum(c.values()) for c in s["weights_chosen"].values()) == 2 * 3  # one choice per unit
+    allowed = {"none"} | {f"{m}={f:g}" for m in ("rna", "mutation") for f in (0.5, 2)}
+    assert set().union(*s["weights_chosen"].values()) <= allowed
+    assert set(runs[runs["features"] == "multimodal"]["hp_weights"]) <= allowed
     from fusionkit.report import load_run, results_markdown  # what `fusionkit results` prints
 
     md = results_markdown(load_run(out))
     section = md[md.index("## Survival (survival)"):]
+    assert "What a patient's aggregate holds" in section and "weights chosen" in section
     assert "| multimodal | coxnet |" in section and "| clinical | deep |" in section and "| BRCA |" in section
     assert "clinical+multimodal - clinical" in section and "age + stage" in section
 

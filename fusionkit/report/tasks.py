@@ -105,12 +105,38 @@ def _survival(s: Mapping[str, Any]) -> list[tuple[str, list[dict[str, Any]], lis
     if per:
         out.append(("c-index within each cancer (test patients of that cancer)",
                     [{"cancer": c, **e} for c, e in per.items()], ["cancer", "patients", "events", *cols]))
+    held = _survival_draws(s)
+    if held:
+        out.append(held)
     paired = [{"comparison": p.get("comparison"), "model": p.get("model"), "difference": p, "verdict": p.get("verdict")}
               for p in s.get("paired") or [] if p.get("scope") == "all"]
     if paired:
         out.append((f"Paired differences, same test patients: {s.get('statement', '')}", paired,
                     ["comparison", "model", "difference", "verdict"]))
     return out
+
+
+def _survival_draws(s: Mapping[str, Any]) -> tuple[str, list[dict[str, Any]], list[str]] | None:
+    """Per grid point: each modality's mean draws and share of a patient's items in its aggregate,
+    the within-cancer c-index and the per-modality weights chosen (when searched)."""
+    cov, chosen = s.get("coverage") or {}, s.get("weights_chosen") or {}
+    if not cov:
+        return None
+    grid = (s.get("cindex_grid") or {}).get((s.get("models") or ["coxnet"])[0]) or {}
+    mods = sorted({m for c in cov.values() for m in c})
+    rows = []
+    for point, c in cov.items():
+        row: dict[str, Any] = {"k x r": point, "c-index": grid.get(point)}
+        for m in mods:
+            e = c.get(m)
+            row[m] = f"{e['draws']:.1f} draws, {e['share']:.0%} of items" if e else "-"
+        if chosen:
+            row["weights chosen"] = ", ".join(f"{w} ({n})" for w, n in sorted((chosen.get(point) or {}).items(),
+                                                                          key=lambda t: -t[1])) or "-"
+        rows.append(row)
+    cols = ["k x r", "c-index", *mods] + (["weights chosen"] if chosen else [])
+    return ("What a patient's aggregate holds (one plan per grid point; share = the patient's items drawn at "
+            "least once) and the within-cancer c-index of the multimodal sums", rows, cols)
 
 
 def _generic(s: Mapping[str, Any], keys: Sequence[str] | None = None) -> list[tuple[str, list[dict[str, Any]],

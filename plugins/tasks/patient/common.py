@@ -304,6 +304,31 @@ def eligible_patients(builder: AggregateBuilder) -> np.ndarray:
     return np.asarray(plan.patient_ids).astype(str)
 
 
+def draw_coverage(builder: AggregateBuilder, patients: Sequence[str], k: int, r: int, seed: int = 0
+                  ) -> dict[str, dict[str, float]]:
+    """What a patient's k x r aggregate holds of each modality: ``{modality: {"draws": mean draws,
+    "share": mean share of the patient's items drawn at least once, "patients": n}}`` over the
+    patients who have the modality (one plan, ``seed``). A modality of many items per patient
+    (sentences, tiles) reaches its aggregate only in part: at share 0.5 a given sentence, say the
+    tumour stage, is missing from half the patients' aggregates."""
+    plan, sub = builder.plan(patients, k, r, seed)
+    pp = np.asarray(plan.patient_ids).astype(str)
+    out: dict[str, dict[str, float]] = {}
+    for mi, m in enumerate(plan.modalities):
+        view = sub.views[m]
+        owners = np.asarray(view.patient_ids)[view.rows].astype(str)
+        items = dict(zip(*np.unique(owners, return_counts=True)))
+        mask = (plan.mod == mi) & ~plan.noise
+        draws, share = [], []
+        for i, p in enumerate(pp):
+            if items.get(p):
+                draws.append(int(mask[i].sum()))
+                share.append(len(set(plan.item[i][mask[i]].tolist())) / int(items[p]))
+        if draws:
+            out[m] = {"draws": float(np.mean(draws)), "share": float(np.mean(share)), "patients": len(draws)}
+    return out
+
+
 # ----------------------------------------------------------------------------- labels and splits
 
 def labelled(pool: Any, patients: np.ndarray, label: str) -> tuple[np.ndarray, np.ndarray]:

@@ -86,6 +86,21 @@ def paired_rows(rows: list[dict[str, Any]], main: tuple[int, int],
     return out
 
 
+def chosen_weights(results: dict[str, Any], meta: dict[str, tuple]) -> dict[str, dict[str, int]]:
+    """``{"<k>x<r>": {weights: repeats}}``: the per-modality weights chosen for the multimodal sums
+    (``modality_weights``), counted over the repeats of each grid point; empty without weights."""
+    out: dict[str, dict[str, int]] = {}
+    for key, (k, r, _) in meta.items():
+        res = (results[key].get("features") or {}).get("multimodal") or {}
+        for m in (res.get("models") or {}).values():
+            w = (m.get("info") or {}).get("weights")
+            if w is not None:
+                counts = out.setdefault(f"{k}x{r}", {})
+                counts[w] = counts.get(w, 0) + 1
+            break  # one choice per unit, shared by the models
+    return out
+
+
 def _stat_table(summary_rows: list[dict[str, Any]], main: tuple[int, int]) -> dict[tuple, dict[str, Any]]:
     return {(r["features"], r["model"], r["scope"], r["metric"]): pick(r) for r in summary_rows
             if (r["k"], r["repeats"]) == main}
@@ -175,5 +190,7 @@ def report(ctx: RunContext, setup: dict[str, Any], cohort: dict[str, Any], resul
     tables = write_tables(ctx, setup["name"], {"summary": summary_rows, "paired": paired, "km_groups": km_rows,
                                                "runs": run_rows(results, meta), "cohort": _cohort_rows(cohort)})
     summary = headline(setup, cohort, summary_rows, stat, paired, km_rows)
+    summary["coverage"] = setup.get("coverage") or {}
+    summary["weights_chosen"] = chosen_weights(results, meta)
     return {"summary": summary, "tables": tables, "figures": figs, "paper_comparison": paper_rows(setup, stat, paired)}
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from fusionkit import DataError, Task, Unit, hookimpl
 from fusionkit_plugins.tasks.patient.common import (AggregateBuilder, check_repeats_as, check_sampling,
-                                                    eligible_patients, grid_points, output_name, prepare,
+                                                    draw_coverage, eligible_patients, grid_points, output_name, prepare,
                                                     single_point, split_patients, target_key)
 from fusionkit_plugins.tasks.patient.logistic import check_weights
 from fusionkit_plugins.tasks.survival.report import report
@@ -233,7 +233,9 @@ class SurvivalTask(Task):
         results = ctx.run_units(name, units)
         setup = {"name": name, "sampling": sampling_name, "endpoint": self.endpoint, "stratify_by": self.stratify_by,
                  "grid": grid, "main": main, "models": models, "features": features,
-                 "n_repeats": int(self.n_repeats), "horizons": self._horizons()}
+                 "n_repeats": int(self.n_repeats), "horizons": self._horizons(),
+                 "coverage": {f"{k}x{r}": draw_coverage(builder, cohort["pids"].tolist(), k, r,
+                                                        ctx.seed_for(name, "coverage", k, r)) for k, r in grid}}
         return report(ctx, setup, cohort, results, meta)
 
     def _horizons(self) -> list[float]:
