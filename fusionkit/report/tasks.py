@@ -125,7 +125,10 @@ def _survival_draws(s: Mapping[str, Any]) -> tuple[str, list[dict[str, Any]], li
     grid = (s.get("cindex_grid") or {}).get((s.get("models") or ["coxnet"])[0]) or {}
     mods = sorted({m for c in cov.values() for m in c})
     rows = []
-    for point, c in cov.items():
+    def order(point: str) -> tuple[int, ...]:
+        return tuple(int(x) if x.isdigit() else 0 for x in point.split("x"))
+
+    for point, c in sorted(cov.items(), key=lambda t: order(t[0])):
         row: dict[str, Any] = {"k x r": point, "c-index": grid.get(point)}
         for m in mods:
             e = c.get(m)
