@@ -116,6 +116,11 @@ def _survival(s: Mapping[str, Any]) -> list[tuple[str, list[dict[str, Any]], lis
     return out
 
 
+def _grid_order(point: str) -> tuple[int, ...]:
+    """``"10x5"`` -> (10, 5): grid points in numeric order."""
+    return tuple(int(x) if x.isdigit() else 0 for x in point.split("x"))
+
+
 def _survival_draws(s: Mapping[str, Any]) -> tuple[str, list[dict[str, Any]], list[str]] | None:
     """Per grid point: each modality's mean draws and share of a patient's items in its aggregate,
     the within-cancer c-index and the per-modality weights chosen (when searched)."""
@@ -125,10 +130,7 @@ def _survival_draws(s: Mapping[str, Any]) -> tuple[str, list[dict[str, Any]], li
     grid = (s.get("cindex_grid") or {}).get((s.get("models") or ["coxnet"])[0]) or {}
     mods = sorted({m for c in cov.values() for m in c})
     rows = []
-    def order(point: str) -> tuple[int, ...]:
-        return tuple(int(x) if x.isdigit() else 0 for x in point.split("x"))
-
-    for point, c in sorted(cov.items(), key=lambda t: order(t[0])):
+    for point, c in sorted(cov.items(), key=lambda t: _grid_order(t[0])):
         row: dict[str, Any] = {"k x r": point, "c-index": grid.get(point)}
         for m in mods:
             e = c.get(m)
