@@ -36,7 +36,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from common import machine, skip, table, temp_dir  # noqa: E402
 
-ORDER = ["sampling", "encoders", "retrieval", "training", "scaling", "e2e", "paper_scale", "gather", "main_job"]
+ORDER = ["sampling", "encoders", "retrieval", "training", "scaling", "e2e", "paper_scale", "gather", "main_job", "roof"]
 
 
 def main(argv: list[str] | None = None) -> int:
