@@ -348,7 +348,7 @@ def test_modality_weights_are_chosen_by_inner_cv_on_training_rows():
 
 
 def test_classifier_modality_weights_search_through_the_engine(tmp_path):
-    from fusionkit_plugins.tasks.patient.logistic import check_weights as _check_weights
+    from fusionkit_plugins.tasks.patient.common import check_weights as _check_weights
 
     tasks = """  clf:
     name: classifier

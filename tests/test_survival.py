@@ -630,7 +630,7 @@ def test_modality_weights_are_chosen_by_cross_validated_partial_likelihood():
     """A modality of loud noise in the same dimensions as the prognostic one: the search scales
     it down (or the prognostic one up), by Coxnet's cross-validated partial likelihood on the
     training rows only; its losses rank the weight sets accordingly."""
-    from fusionkit_plugins.tasks.patient.logistic import weight_candidates
+    from fusionkit_plugins.tasks.patient.common import weight_candidates
     from fusionkit_plugins.tasks.survival.models import cv_folds
     from fusionkit_plugins.tasks.survival.weights import choose_weights
 
@@ -685,7 +685,7 @@ def test_unit_with_modality_weights_keeps_the_leak_guard_and_reports_the_choice(
 
 
 def test_weight_recipe_checks_name_the_parameter():
-    from fusionkit_plugins.tasks.patient.logistic import check_weights
+    from fusionkit_plugins.tasks.patient.common import check_weights
 
     bad = check_weights({"modality_weights": "search", "weight_factors": [0, 2]}, None)
     assert bad and bad[0][0] == "params.weight_factors" and "> 0" in bad[0][1]

@@ -18,12 +18,12 @@ from fusionkit.metrics import multiclass_metrics, summarise_rows
 from fusionkit_plugins.tasks.patient import figures, late_fusion
 from fusionkit_plugins.tasks.patient.common import (AggregateBuilder, availability_only_baseline,
                                                     availability_rows, build_disjoint, build_disjoint_parts,
-                                                    check_repeats_as, check_sampling, combine_repeats,
+                                                    check_repeats_as, check_sampling, check_weights, combine_repeats,
                                                     drop_small, eligible_patients, extremes, fmt, grid_points,
                                                     labelled, output_name, pick, prepare, split_patients,
-                                                    target_key, weighted_sum, write_tables)
-from fusionkit_plugins.tasks.patient.logistic import (_fit_logistic, check_weights, choose_weights,
-                                                      weight_candidates, weights_text)
+                                                    target_key, weight_candidates, weighted_sum, weights_text,
+                                                    write_tables)
+from fusionkit_plugins.tasks.patient.logistic import _fit_logistic, choose_weights
 
 if TYPE_CHECKING:  # pragma: no cover
     from fusionkit import RunContext

@@ -226,6 +226,59 @@ def weighted_sum(parts: np.ndarray, mods: list[str], weights: dict[str, float] |
     return out
 
 
+#: the factors ``modality_weights: search`` tries for each modality, one modality at a time
+WEIGHT_FACTORS = (0.5, 2.0)
+
+
+def weight_candidates(spec: Any, mods: list[str], factors: Any = None) -> list[dict[str, float]]:
+    """Per-modality weight sets to choose from: ``search`` = no weighting, and each modality
+    alone at each of ``factors`` (default :data:`WEIGHT_FACTORS`, x0.5 and x2: 1 + 2M sets); a
+    list = those sets (modalities left out weigh 1)."""
+    if not spec:
+        return []
+    if spec == "search":
+        return [{}] + [{m: float(f)} for m in mods for f in (factors or WEIGHT_FACTORS)]
+    return [{str(m): float(w) for m, w in (c or {}).items()} for c in spec]
+
+
+def weights_text(w: dict[str, float]) -> str:
+    return ",".join(f"{m}={v:g}" for m, v in sorted(w.items()) if v != 1.0) or "none"
+
+
+def _positive(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0
+
+
+def check_weights(params: dict[str, Any], recipe: Any) -> list[tuple[str, str, str]]:
+    """Recipe issues of ``modality_weights`` and ``weight_factors`` (classifier, survival)."""
+    spec = params.get("modality_weights")
+    hint = ("modality_weights: search (with weight_factors, e.g. [0.5, 2]), or a list of weight sets such as "
+            "[{}, {rna: 2}, {mutation: 0.5}]; the aggregator must be sum")
+    factors = params.get("weight_factors")
+    if factors is not None and (not isinstance(factors, list) or not factors or not all(map(_positive, factors))):
+        return [("params.weight_factors", f"must be a non-empty list of numbers > 0, got {factors!r}", hint)]
+    if spec in (None, False):
+        return []
+    if spec == "search":
+        return _check_weights_aggregator(params, recipe, hint)
+    if not isinstance(spec, list) or not spec or not all(isinstance(c, dict) or c is None for c in spec):
+        return [("params.modality_weights", f"must be 'search' or a non-empty list of weight sets, got {spec!r}", hint)]
+    for c in spec:
+        for m, w in (c or {}).items():
+            if not _positive(w):
+                return [("params.modality_weights", f"weight of {m!r} must be a number > 0, got {w!r}", hint)]
+    return _check_weights_aggregator(params, recipe, hint)
+
+
+def _check_weights_aggregator(params: dict[str, Any], recipe: Any, hint: str) -> list[tuple[str, str, str]]:
+    agg = params.get("aggregator")
+    name = (agg.get("name") if isinstance(agg, dict) else agg) or getattr(getattr(recipe, "aggregator", None),
+                                                                           "name", "sum")
+    if name != "sum":
+        return [("params.modality_weights", f"per-modality weights need the sum aggregator, not {name!r}", hint)]
+    return []
+
+
 def build_disjoint(builder: AggregateBuilder, first: Sequence[str], second: Sequence[str], k: int, r: int,
                    seeds: tuple[int, int], *, draws: int = 1, leak: str = "a patient is in both parts"
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -92,12 +92,11 @@ def chosen_weights(results: dict[str, Any], meta: dict[str, tuple]) -> dict[str,
     out: dict[str, dict[str, int]] = {}
     for key, (k, r, _) in meta.items():
         res = (results[key].get("features") or {}).get("multimodal") or {}
-        for m in (res.get("models") or {}).values():
-            w = (m.get("info") or {}).get("weights")
-            if w is not None:
-                counts = out.setdefault(f"{k}x{r}", {})
-                counts[w] = counts.get(w, 0) + 1
-            break  # one choice per unit, shared by the models
+        first = next(iter((res.get("models") or {}).values()), {})  # one choice per unit, shared by the models
+        w = (first.get("info") or {}).get("weights")
+        if w is not None:
+            counts = out.setdefault(f"{k}x{r}", {})
+            counts[w] = counts.get(w, 0) + 1
     return out
 
 

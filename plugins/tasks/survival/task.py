@@ -16,9 +16,8 @@ import numpy as np
 
 from fusionkit import DataError, Task, Unit, hookimpl
 from fusionkit_plugins.tasks.patient.common import (AggregateBuilder, check_repeats_as, check_sampling,
-                                                    draw_coverage, eligible_patients, grid_points, output_name, prepare,
-                                                    single_point, split_patients, target_key)
-from fusionkit_plugins.tasks.patient.logistic import check_weights
+                                                    check_weights, draw_coverage, eligible_patients, grid_points,
+                                                    output_name, prepare, single_point, split_patients, target_key)
 from fusionkit_plugins.tasks.survival.report import report
 from fusionkit_plugins.tasks.survival.unit import LATE, survival_unit
 

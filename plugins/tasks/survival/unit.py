@@ -28,8 +28,7 @@ import numpy as np
 
 from fusionkit_plugins.tasks.patient import late_fusion
 from fusionkit_plugins.tasks.patient.common import (AggregateBuilder, build_disjoint, build_disjoint_parts,
-                                                    combine_repeats, weighted_sum)
-from fusionkit_plugins.tasks.patient.logistic import weight_candidates, weights_text
+                                                    combine_repeats, weight_candidates, weighted_sum, weights_text)
 from fusionkit_plugins.tasks.survival.evaluate import evaluate
 from fusionkit_plugins.tasks.survival.metrics import Surv
 from fusionkit_plugins.tasks.survival.models import cv_folds, fit_coxnet, fit_deep, prepare_features
@@ -116,12 +115,16 @@ def _weighted(builder: AggregateBuilder, job: dict[str, Any], train: list[str], 
     Ptr, ptr, Pte, pte, mods = build_disjoint_parts(builder, train, test, job["k"], job["r"], seeds,
                                                     draws=job["train_draws"], leak=leak)
     strata = np.array([job["cancer"][p] for p in ptr]) if job["stratify"] else None
-    ytr = Surv([job["surv"][p][0] for p in ptr], [job["surv"][p][1] for p in ptr])
     cands = weight_candidates(job["modality_weights"], mods, job.get("weight_factors"))
-    w, scores = choose_weights(Ptr, mods, ytr, strata, _folds(ptr, job), np.isin(ptr, job["val"]), job["r"],
+    w, scores = choose_weights(Ptr, mods, _outcomes(job, ptr), strata, _folds(ptr, job), np.isin(ptr, job["val"]), job["r"],
                                job.get("repeats_as", "mean"), cands, job["cfg"], job["seed_model"])
     cache[WEIGHTS] = {"weights": weights_text(w), "weight_losses": scores}
     return weighted_sum(Ptr, mods, w), ptr, weighted_sum(Pte, mods, w), pte
+
+
+def _outcomes(job: dict[str, Any], ids: Any) -> Surv:
+    """(event, time) of each row's patient."""
+    return Surv([job["surv"][p][0] for p in ids], [job["surv"][p][1] for p in ids])
 
 
 def _late_blocks(Xtr: np.ndarray, Xte: np.ndarray, blocks: list[int], job: dict[str, Any],
@@ -214,9 +217,8 @@ def _one_feature_set(builder: AggregateBuilder, job: dict[str, Any], features: s
     if design is None:
         return None
     Ztr, ptr, Zte, pte = design
-    surv, cancer = job["surv"], job["cancer"]
-    ytr = Surv([surv[p][0] for p in ptr], [surv[p][1] for p in ptr])
-    yte = Surv([surv[p][0] for p in pte], [surv[p][1] for p in pte])
+    cancer = job["cancer"]
+    ytr, yte = _outcomes(job, ptr), _outcomes(job, pte)
     c_tr = np.array([cancer[p] for p in ptr])
     c_te = np.array([cancer[p] for p in pte])
     val = np.isin(ptr, job["val"])

@@ -17,8 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from fusionkit_plugins.tasks.patient.common import combine_repeats, weighted_sum
-from fusionkit_plugins.tasks.patient.logistic import weights_text
+from fusionkit_plugins.tasks.patient.common import combine_repeats, weighted_sum, weights_text
 from fusionkit_plugins.tasks.survival.metrics import Surv
 from fusionkit_plugins.tasks.survival.models import fit_coxnet, prepare_features
 
