@@ -470,20 +470,24 @@ class MultiLogistic:
         opt = torch.optim.LBFGS([V, b], lr=1, max_iter=int(self.max_iter), tolerance_grad=self.tol,
                                 tolerance_change=1e-9, history_size=10, line_search_fn="strong_wolfe")
         calls = [0]
-        chunk = 1024  # rows per block: each block is read from memory once for the loss and the gradient
+        chunk = 2048  # rows per block: each block is read from memory once for the loss and the gradient
 
         def closure() -> Any:  # the objective and its gradient, by hand (no autograd graph over the data)
             with torch.no_grad():
                 W = V if P is None else P @ V
-                gW, gb, loss = torch.zeros(d, M), torch.zeros(M), torch.zeros((), dtype=torch.float64)
+                # the skinny products run in the orientation oneDNN/MKL do fastest on one thread (~3x
+                # faster than Z @ W and Z^T r, measured: benchmarks/RESULTS.md, issue 14): the weights
+                # as a transposed view of a contiguous (M, d) and the gradient accumulated as (M, d)
+                Wt = W.T.contiguous()
+                gWt, gb, loss = torch.zeros(M, d), torch.zeros(M), torch.zeros((), dtype=torch.float64)
                 for s in range(0, n, chunk):
                     zc, yc = Z[s:s + chunk], Y[s:s + chunk]
-                    logits = torch.addmm(b, zc, W)
+                    logits = torch.addmm(b, zc, Wt.T)
                     loss += float(torch.nn.functional.binary_cross_entropy_with_logits(logits, yc, reduction="sum"))
                     r = torch.sigmoid(logits).sub_(yc)
-                    gW.addmm_(zc.T, r)
+                    gWt.addmm_(r.T, zc)
                     gb += r.sum(dim=0)
-                gW.div_(n).add_(W, alpha=scale)
+                gW = gWt.T.div_(n).add_(W, alpha=scale)
                 V.grad = gW if P is None else P.T @ gW
                 b.grad = gb / n
                 calls[0] += 1
