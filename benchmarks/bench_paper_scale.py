@@ -66,6 +66,24 @@ def _study(exe: str, out: Path, cache: Path, sets: list[str], timeout: float, ta
             "timings": run.get("timings_s", {}), "repeats": int(summary["repeats"])}
 
 
+def _components(out: Path) -> dict[str, float]:
+    """Seconds per repeat of each part of the recognizer units (recognizer/units.csv): the deep
+    networks' training (isolation group, composite; the linear shortcut's ridge solves included),
+    the baseline's fits, and testing every model on the clean and perturbed test sets. A grouped
+    fit's ``train_s`` is its time shared out over its members, so members add up to the group."""
+    import csv
+
+    parts: dict[str, float] = {}
+    repeats: set[str] = set()
+    with open(out / "recognizer" / "units.csv", newline="") as fh:
+        for u in csv.DictReader(fh):
+            repeats.add(u["repeat"])
+            key = f"{u['model']} {u['mode']}"
+            parts[key] = parts.get(key, 0.0) + float(u["train_s"])
+            parts["testing"] = parts.get("testing", 0.0) + float(u["total_s"]) - float(u["train_s"])
+    return {k: v / max(len(repeats), 1) for k, v in parts.items()}
+
+
 def _load(s: dict[str, Any]) -> str:
     return f"load {s['load'][0][0]:.1f}->{s['load'][1][0]:.1f}"
 
@@ -93,6 +111,7 @@ def run(quick: bool = False, tmp: Path | None = None, full: bool = False, timeou
         study = _study(exe, base / "study", cache, [], timeout, task_only=False) if full else None
         seq = _study(exe, base / "one-at-a-time", cache, sub + ONE_AT_A_TIME, timeout)
         bat = _study(exe, base / "batched-subset", cache, sub, timeout)
+        parts = _components(base / "batched-subset")
     scale = FULL_REPEATS / subset
     size = f"{subset} repeat(s){' x 3,000 aggregates per k' if quick else ''}"
     if study is not None:
@@ -120,6 +139,11 @@ def run(quick: bool = False, tmp: Path | None = None, full: bool = False, timeou
                     target="measured (speed-up)",
                     note=(f"recognizer task only, encoders cached; CPU {seq['cpu_s']:.0f} s vs {bat['cpu_s']:.0f} s; "
                           f"batched {_load(bat)}; one at a time: {_mcc(seq)}; batched: {_mcc(bat)}")))
+    per_repeat = sum(parts.values())
+    rows.append(row(BENCH, f"batched, {size}: seconds per repeat on one worker, by part", round(per_repeat, 1),
+                    unit="s", note=("; ".join(f"{k} {v:.1f}" for k, v in sorted(parts.items(), key=lambda kv: -kv[1]))
+                                    + f"; x{FULL_REPEATS} repeats / 2 workers = {per_repeat * FULL_REPEATS / 2:,.0f} s "
+                                    "(blocks of 1 repeat; the recipe's blocks of 3 group more networks per product)")))
     return rows
 
 
