@@ -41,36 +41,57 @@ def class_weights(presence: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # ----------------------------------------------------------------------------- the linear shortcut
 
 def ridge_loo(Z: np.ndarray, Y: np.ndarray, rel_alphas: tuple[float, ...] = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0),
-              chunk: int = 16384, origin: np.ndarray | None = None
+              chunk: int = 8192, origin: np.ndarray | None = None
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """Ridge regression of ``Y`` (n, m) on ``Z`` (n, d) with an unpenalised intercept, the penalty
     chosen from ``n * rel_alphas`` by exact leave-one-out error; (W (d, m), b (m,), leave-one-out
     predictions (n, m), alpha). One eigendecomposition of the d x d Gram matrix serves every alpha.
     With ``origin`` (a point of Z-space) the fit has no free intercept: ``Y = (Z - origin) W``, so
-    ``b = -origin @ W``."""
-    Z = np.asarray(Z, dtype=np.float64)
+    ``b = -origin @ W``.
+
+    float64 throughout, a block of ``chunk`` rows at a time (no n x d centred copy): the Gram
+    matrix as a symmetric rank-k update (half a general product's arithmetic), the projections on
+    the eigenvectors once, then the leverages and fits of every alpha as two products."""
+    from scipy.linalg.blas import dsyrk
+
     Y = np.asarray(Y, dtype=np.float64)
-    n = Z.shape[0]
+    n, d = Z.shape
     if origin is None:
-        zm, ym = Z.mean(axis=0), Y.mean(axis=0)
+        zm, ym = np.asarray(Z).mean(axis=0, dtype=np.float64), Y.mean(axis=0)
     else:
         zm, ym = np.asarray(origin, dtype=np.float64), np.zeros(Y.shape[1])
-    lam, V = np.linalg.eigh((Z - zm).T @ (Z - zm))
+
+    def centred(s: int) -> np.ndarray:
+        return np.asarray(Z[s:s + chunk], dtype=np.float64) - zm
+
+    G = np.zeros((d, d), order="F")
+    for s in range(0, n, chunk):  # upper triangle of sum (Z_b - zm)^T (Z_b - zm)
+        G = dsyrk(1.0, centred(s).T, beta=1.0, c=G, overwrite_c=1)
+    lam, V = np.linalg.eigh(G, UPLO="U")
     lam = np.clip(lam, 0.0, None)
-    ZV = np.empty((n, V.shape[1]))
-    for s in range(0, n, chunk):  # (Z - zm) @ V without a second n x d centred copy
-        ZV[s:s + chunk] = (Z[s:s + chunk] - zm) @ V
+    ZV = np.empty((n, d))
+    for s in range(0, n, chunk):
+        ZV[s:s + chunk] = centred(s) @ V
     ZtY = ZV.T @ (Y - ym)  # (d, m) in the eigenbasis
+    alphas = np.asarray(rel_alphas, dtype=np.float64) * n
+    F = 1.0 / (lam[:, None] + alphas[None, :])  # (d, a): the spectral filter of every alpha
+    m, a = Y.shape[1], len(alphas)
+    coef = (F[:, :, None] * ZtY[:, None, :]).reshape(d, a * m)  # alpha-major, then output
+    fits = np.empty((n, a * m))
+    lev = np.empty((n, a))
+    for s in range(0, n, chunk):
+        block = ZV[s:s + chunk]
+        fits[s:s + chunk] = block @ coef
+        lev[s:s + chunk] = (block * block) @ F
+    if origin is None:
+        lev += 1.0 / n  # the intercept's leverage
     best: tuple | None = None
-    for rel in rel_alphas:
-        alpha = float(rel) * n
-        f = 1.0 / (lam + alpha)
-        fit = ZV @ (f[:, None] * ZtY) + ym
-        h = (ZV ** 2) @ f + (1.0 / n if origin is None else 0.0)  # leverages (intercept included)
-        loo = Y - (Y - fit) / np.clip(1.0 - h, 1e-6, None)[:, None]
+    for j, alpha in enumerate(alphas):
+        fit = fits[:, j * m:(j + 1) * m] + ym
+        loo = Y - (Y - fit) / np.clip(1.0 - lev[:, j], 1e-6, None)[:, None]
         err = float(((loo - Y) ** 2).mean())
         if best is None or err < best[0]:
-            best = (err, alpha, f, loo)
+            best = (err, float(alpha), F[:, j], loo)
     _, alpha, f, loo = best
     W = V @ (f[:, None] * ZtY)
     return W, ym - zm @ W, loo, alpha
