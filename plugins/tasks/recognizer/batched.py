@@ -1,4 +1,3 @@
-# size-exempt: grown by the batched shortcut/bf16 work of this session; split into grouped-model and training modules is the next step (issue 14)
 """Batched recognizer training: many same-shaped networks trained as one model (grouped weights).
 
 A recognizer study trains hundreds of small networks of one shape (every
@@ -19,10 +18,8 @@ kept).
 
 :func:`fit_batched` trains a list of :class:`~.models.DeepRecognizer` with
 their datasets and leaves each ready to ``predict`` as if fitted alone.
-:class:`MultiLogistic` is the logistic baseline (one binary logistic
-regression per modality, same objective as scikit-learn's) fitted for all
-modalities at once by preconditioned L-BFGS, one pass over the data per
-evaluation. :func:`repeat_units` makes one cached unit per block of repeats
+:class:`~.baseline.MultiLogistic` is the logistic baseline (its own module).
+:func:`repeat_units` makes one cached unit per block of repeats
 (the task's ``batch_repeats``).
 """
 
@@ -34,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from fusionkit_plugins.tasks.recognizer.baseline import MultiLogistic
 from fusionkit_plugins.tasks.recognizer.models import DeepRecognizer, _standardiser, class_weights
 
 log = logging.getLogger(__name__)
@@ -414,108 +412,6 @@ def _single_net(torch: Any, est: DeepRecognizer, state: dict[str, Any] | None, b
     return _One().eval()
 
 
-# ----------------------------------------------------------------------------- logistic baseline
-
-class MultiLogistic:
-    """One binary logistic regression per modality (scikit-learn's objective: C * sum of losses +
-    ||w||^2 / 2, unpenalised intercept) on standardised inputs, all modalities fitted at once by
-    L-BFGS: each evaluation is one pass over the data for every modality. A cancer head, when
-    asked, is scikit-learn's multinomial logistic regression.
-
-    Preconditioned: the weights are written ``w = L^-T v`` with ``L L^T`` the Cholesky factor of
-    ``H0 = Z^T Z / (4 n) + lambda I`` (the objective's Hessian at w = 0, from a subsample of rows).
-    That is a change of variables only: the objective and its optimum are unchanged, but L-BFGS
-    sees a problem whose curvature is near the identity. Aggregates of embeddings have strongly
-    correlated features, and unpreconditioned L-BFGS took hundreds of iterations (often hitting
-    ``max_iter``) on the paper-scale sets. Converged means ``max |grad_v| <= tol``: with
-    ``v``-space curvature near 1 that bounds the distance to the optimal objective, by about
-    ``d tol^2 / 2``.
-    """
-
-    def __init__(self, C: float = 1.0, max_iter: int = 300, n_classes: int = 0, seed: int = 0,
-                 tol: float = 1e-4, precondition: bool = True, precondition_rows: int = 4096):
-        self.C = C
-        self.max_iter = max_iter
-        self.n_classes = n_classes
-        self.seed = seed
-        self.tol = tol
-        self.precondition = precondition
-        self.precondition_rows = precondition_rows
-
-    def _preconditioner(self, torch: Any, Z: Any, lam: float) -> Any:
-        """``L^-T`` (d, d) for ``L L^T = Z_s^T Z_s / (4 n_s) + lam I`` on up to ``precondition_rows`` rows
-        (fp32 Gram matrix; any symmetric positive definite matrix gives the same optimum)."""
-        n, d = Z.shape
-        if n > self.precondition_rows:
-            rows = np.random.default_rng(self.seed).choice(n, self.precondition_rows, replace=False)
-            Zs = Z[torch.from_numpy(np.sort(rows))]
-        else:
-            Zs = Z
-        H = (Zs.T @ Zs).double() / (4.0 * Zs.shape[0]) + lam * torch.eye(d, dtype=torch.float64)
-        L = torch.linalg.cholesky(H)
-        inv_lt = torch.linalg.solve_triangular(L.T, torch.eye(d, dtype=torch.float64), upper=True)
-        return inv_lt.float()
-
-    def fit(self, X: np.ndarray, presence: np.ndarray, classes: np.ndarray | None = None) -> "MultiLogistic":
-        import torch
-
-        self.mu_, self.sd_ = _standardiser(X)
-        Z = torch.from_numpy(((X - self.mu_) / self.sd_).astype(np.float32))
-        Y = torch.from_numpy((np.asarray(presence) > 0).astype(np.float32))
-        n, d, M = Z.shape[0], Z.shape[1], Y.shape[1]
-        scale = 1.0 / (self.C * n)  # the objective divided by C * n: same optimum, O(1) gradients
-        P = self._preconditioner(torch, Z, scale) if self.precondition else None
-        V = torch.zeros(d, M, dtype=torch.float32)
-        b = torch.zeros(M, dtype=torch.float32)
-        opt = torch.optim.LBFGS([V, b], lr=1, max_iter=int(self.max_iter), tolerance_grad=self.tol,
-                                tolerance_change=1e-9, history_size=10, line_search_fn="strong_wolfe")
-        calls = [0]
-        chunk = 2048  # rows per block: each block is read from memory once for the loss and the gradient
-
-        def closure() -> Any:  # the objective and its gradient, by hand (no autograd graph over the data)
-            with torch.no_grad():
-                W = V if P is None else P @ V
-                # the skinny products run in the orientation oneDNN/MKL do fastest on one thread (~3x
-                # faster than Z @ W and Z^T r, measured: benchmarks/RESULTS.md, issue 14): the weights
-                # as a transposed view of a contiguous (M, d) and the gradient accumulated as (M, d)
-                Wt = W.T.contiguous()
-                gWt, gb, loss = torch.zeros(M, d), torch.zeros(M), torch.zeros((), dtype=torch.float64)
-                for s in range(0, n, chunk):
-                    zc, yc = Z[s:s + chunk], Y[s:s + chunk]
-                    logits = torch.addmm(b, zc, Wt.T)
-                    loss += float(torch.nn.functional.binary_cross_entropy_with_logits(logits, yc, reduction="sum"))
-                    r = torch.sigmoid(logits).sub_(yc)
-                    gWt.addmm_(r.T, zc)
-                    gb += r.sum(dim=0)
-                gW = gWt.T.div_(n).add_(W, alpha=scale)
-                V.grad = gW if P is None else P.T @ gW
-                b.grad = gb / n
-                calls[0] += 1
-                return (loss / n + 0.5 * scale * (W.double() ** 2).sum()).float()
-
-        opt.step(closure)
-        self.n_iter_ = int(opt.state[opt._params[0]]["n_iter"])
-        self.n_evals_ = calls[0]
-        self.loss_ = float(closure())  # the gradient at the returned point (the line search may end elsewhere)
-        self.converged_ = bool(max(float(V.grad.abs().max()), float(b.grad.abs().max())) <= self.tol)
-        W = V if P is None else P @ V
-        self.W_ = torch.cat([W, b.unsqueeze(0)]).numpy().copy()
-        self.cancer_ = None
-        if self.n_classes > 1 and classes is not None and len(np.unique(classes)) > 1:
-            from sklearn.linear_model import LogisticRegression
-
-            # newton-cg: the same optimum; lbfgs left 4 of 9 main-job heads unconverged at 300 iterations
-            self.cancer_ = LogisticRegression(C=self.C, max_iter=self.max_iter, solver="newton-cg",
-                                              random_state=self.seed).fit(Z.numpy(), classes)
-        return self
-
-    def predict(self, X: np.ndarray) -> dict[str, np.ndarray | None]:
-        Z = ((X - self.mu_) / self.sd_).astype(np.float32)
-        proba = 1.0 / (1.0 + np.exp(-(Z @ self.W_[:-1] + self.W_[-1])))
-        return {"proba": proba.astype(np.float32), "counts": None,
-                "cancer": None if self.cancer_ is None else self.cancer_.predict(Z)}
-
-
 # ----------------------------------------------------------------------------- one repeat as one unit
 
 def repeat_units(task: Any, ctx: Any, models: list[str], sampling: str, ks: list[int], modes: list[str],
@@ -554,12 +450,13 @@ def train_repeats(task: Any, ctx: Any, models: list[str], sampling: str, ks: lis
     and perturbed, are built one k at a time and shared by every model tested on that k."""
     import time
 
-    from fusionkit_plugins.tasks.recognizer.data import RepeatData, concat_aggregates
+    from fusionkit_plugins.tasks.recognizer.data import RepeatData
 
     datas = {r: RepeatData(ctx, sampling, ks, task.n_per_k, r, task.test_fraction, task.val_fraction) for r in block}
     tests = {r: _TestSets(ctx, datas[r], task, class_names, label) for r in block}
     modalities = list(datas[block[0]].plans[ks[0]]["train"].modalities)
     fitted: list[tuple[Any, str, int, str, list[int], dict[str, Any]]] = []
+    solved: dict[tuple[int, int], Any] = {}  # (repeat, k): its isolation baseline, a warm start for the next
     for model in models:
         for group in _configs(model, ks, modes):
             members = [(r, mode, tk) for r in block for mode, tk in group]
@@ -573,12 +470,8 @@ def train_repeats(task: Any, ctx: Any, models: list[str], sampling: str, ks: lis
                     sets = [_deep_set(datas[r], tk, tests[r].classes) for r, _, tk in batch]
                     fit_batched(ests, sets, precision=getattr(task, "precision", "fp32"))
                     del sets
-                else:  # the baseline has no early stopping: it learns from train + validation
-                    for est, (r, _, tk) in zip(ests, batch):
-                        data = datas[r]
-                        both = concat_aggregates([data.training(tk, "train"), data.training(tk, "val")])
-                        est.fit(both.X, both.presence, tests[r].classes(both))
-                        del both
+                else:
+                    _fit_baselines(ests, batch, datas, tests, solved)
                 t_train = (time.perf_counter() - t0) / len(batch)
                 for est, (r, mode, tk) in zip(ests, batch):
                     data = datas[r]
@@ -605,6 +498,32 @@ def train_repeats(task: Any, ctx: Any, models: list[str], sampling: str, ks: lis
     infos = [f[-1] for f in sorted(fitted, key=lambda f: f[2])]
     rows.sort(key=lambda row: row["repeat"])
     return {"rows": rows, "infos": infos}
+
+
+def _fit_baselines(ests: list[Any], batch: list[tuple[int, str, list[int]]], datas: dict[int, Any],
+                   tests: dict[int, Any], solved: dict[tuple[int, int], Any]) -> None:
+    """Fit each baseline on its training + validation aggregates (it has no early stopping: the same
+    80% the network learns from), warm-started where :func:`_warm` finds a fit; isolation fits are
+    kept in ``solved`` for the next."""
+    from fusionkit_plugins.tasks.recognizer.data import concat_aggregates
+
+    for est, (r, mode, tk) in zip(ests, batch):
+        data = datas[r]
+        both = concat_aggregates([data.training(tk, "train"), data.training(tk, "val")])
+        est.fit(both.X, both.presence, tests[r].classes(both), warm=_warm(solved, r, mode, tk))
+        if mode == "isolation":
+            solved[(r, tk[0])] = est
+        del both
+
+
+def _warm(solved: dict[tuple[int, int], Any], repeat: int, mode: str, ks: list[int]) -> Any:
+    """The baseline fit that starts this one's L-BFGS (the optimum does not depend on it): for an
+    isolation model the repeat's fit at the nearest smaller k, for the composite one the fit at the
+    middle of its k range (measured on the paper-scale aggregates: 42% and 29% fewer evaluations)."""
+    if mode == "isolation":
+        below = [k for (r, k) in solved if r == repeat and k < ks[0]]
+        return solved[(repeat, max(below))] if below else None
+    return solved.get((repeat, sorted(ks)[(len(ks) - 1) // 2]))
 
 
 def _estimator(task: Any, ctx: Any, model: str, modalities: list[str], n_classes: int, seed: int,
