@@ -142,7 +142,8 @@ def merge_results(path: Path, files: list[str]) -> int:
     head = [old.partition("\n## Results\n")[0].rstrip("\n"), "",
             f"Rows of {', '.join(sorted(replaced))} re-measured and merged on "
             f"{time.strftime('%Y-%m-%d %H:%M %Z')} (git {info.get('git_commit', '?')}, "
-            f"`run_all.py --merge`); load average now {tuple(round(x, 2) for x in os.getloadavg())}.", ""]
+            f"`run_all.py --merge`) on {info.get('cpu')}, {info.get('usable_cores')} usable cores; load average "
+            f"now {tuple(round(x, 2) for x in os.getloadavg())}.", ""]
     durations_line = old[old.index("\nTime per benchmark:"):old.index("\nRaw rows (JSON):")].strip("\n")
     _render(path, head, rows, durations_line, _analysis(old))
     print(f"merged {len(new)} row(s) of {sorted(replaced)} into {path}")
