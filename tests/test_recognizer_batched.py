@@ -179,3 +179,28 @@ def test_batched_network_carries_the_linear_shortcut(torch_one_thread, precision
     assert bat.epochs_ == one.epochs_ == 2  # patience 2: epochs 1, 2 do not improve (epoch 0 is not counted)
     np.testing.assert_allclose(bat.best_val_loss_, one.best_val_loss_, rtol=1e-5)
     np.testing.assert_allclose(bat.predict(X[n:])["proba"], one.predict(X[n:])["proba"], atol=1e-5)
+
+
+def test_cosine_schedule_in_both_training_loops(torch_one_thread):
+    """``lr_schedule: cosine`` anneals the rate from ``lr`` over ``max_epochs`` in one-at-a-time and
+    grouped training alike (the rate each epoch ran at is in the history); ``constant`` keeps ``lr``;
+    an unknown schedule is refused."""
+    from fusionkit_plugins.tasks.recognizer.batched import fit_batched
+
+    rng = np.random.default_rng(4)
+    n, nv, d, M = 200, 60, 10, 3
+    P = rng.integers(0, 2, (n + nv, M)).astype(np.float32)
+    X = (P @ rng.normal(size=(M, d)) * 2 + rng.normal(size=(n + nv, d))).astype(np.float32)
+    sets = {"X": X[:n], "presence": P[:n], "counts": P[:n], "X_v": X[n:], "presence_v": P[n:], "counts_v": P[n:],
+            "classes": None, "classes_v": None}
+    expected = [1e-2 * 0.5 * (1 + math.cos(math.pi * e / 5)) for e in range(5)]
+    one = _net(M, max_epochs=5, patience=99, lr_schedule="cosine").fit(X[:n], P[:n], P[:n], X[n:], P[n:], P[n:])
+    [bat] = fit_batched([_net(M, max_epochs=5, patience=99, lr_schedule="cosine")], [sets])
+    for est in (one, bat):
+        lrs = [h["lr"] for h in est.history_ if h["epoch"] > 0]
+        np.testing.assert_allclose(lrs, expected, rtol=1e-12)
+        assert lrs[0] == 1e-2 and lrs[-1] < 1e-3
+    flat = _net(M, max_epochs=3, patience=99).fit(X[:n], P[:n], P[:n], X[n:], P[n:], P[n:])
+    assert [h["lr"] for h in flat.history_ if h["epoch"] > 0] == [1e-2] * 3
+    with pytest.raises(ValueError, match="lr_schedule"):
+        _net(M, lr_schedule="step")

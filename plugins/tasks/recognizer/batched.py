@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from fusionkit_plugins.tasks.recognizer.baseline import MultiLogistic
-from fusionkit_plugins.tasks.recognizer.models import DeepRecognizer, _standardiser, class_weights
+from fusionkit_plugins.tasks.recognizer.models import DeepRecognizer, _standardiser, class_weights, set_lr
 
 log = logging.getLogger(__name__)
 
@@ -361,12 +361,14 @@ def _train_group(torch: Any, ests: list[DeepRecognizer], data: list[dict[str, An
             best[j] = ({k: v[j].detach().clone() for k, v in P.items()}, {k: v[j].clone() for k, v in buf.items()},
                        vl)
     for epoch in range(est.max_epochs):
+        set_lr(opt, est, epoch)
         train_loss = _epoch(torch, est, P, buf, opt, tr, w, gen, rng)
         val_loss = _val_losses(torch, est, P, buf, va, w) if va["X"].shape[1] else train_loss
         done = []
         for j, i in enumerate(active):
             vl = float(val_loss[j])
-            ests[i].history_.append({"epoch": epoch + 1, "train_loss": float(train_loss[j]), "val_loss": vl})
+            ests[i].history_.append({"epoch": epoch + 1, "train_loss": float(train_loss[j]), "val_loss": vl,
+                                     "lr": opt.param_groups[0]["lr"]})
             if vl < best[i][2] - 1e-6:
                 wait[i] = 0
                 best[i] = ({k: v[j].detach().clone() for k, v in P.items()},

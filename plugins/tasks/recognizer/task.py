@@ -66,7 +66,7 @@ from fusionkit_plugins.sampling.samplers import k_problem
 from fusionkit_plugins.tasks.recognizer.data import (CANCER_MODALITY, RepeatData, concat_aggregates, evaluate,
                                                      split_indices)
 from fusionkit_plugins.tasks.recognizer.figures import recognizer_figures
-from fusionkit_plugins.tasks.recognizer.models import DeepRecognizer, LogisticBaseline
+from fusionkit_plugins.tasks.recognizer.models import LR_SCHEDULES, DeepRecognizer, LogisticBaseline
 from fusionkit_plugins.tasks.recognizer.paper import clean, paper_comparison
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -125,7 +125,9 @@ _CONSTRAINTS = {"k": Check(lambda k: None if k is None else k_problem(k), "sampl
                 "head_hidden": _COUNT, "max_epochs": _COUNT, "batch_size": _COUNT, "lr": Range(0, lo_open=True),
                 "dropout": Range(0, 1, hi_open=True), "patience": Range(0, integer=True),
                 "precision": Check(lambda v: None if v in ("fp32", "bf16") else f"must be fp32 or bf16, got {v!r}",
-                                   "fp32 or bf16"), "batch_repeats": _COUNT}
+                                   "fp32 or bf16"), "batch_repeats": _COUNT,
+                "lr_schedule": Check(lambda v: None if v in LR_SCHEDULES else
+                                     f"must be one of {', '.join(LR_SCHEDULES)}, got {v!r}", "constant or cosine")}
 
 
 class _RecognizerBase(Task):
@@ -197,7 +199,7 @@ class _RecognizerBase(Task):
 
     def _unit_params(self, ctx: RunContext, sampling: str) -> dict[str, Any]:
         params = {k: v for k, v in self.get_params().items() if k not in ("n_repeats", "modes", "baseline")}
-        for key, default in (("precision", "fp32"), ("batch_repeats", 1)):
+        for key, default in (("precision", "fp32"), ("batch_repeats", 1), ("lr_schedule", "constant")):
             if params.get(key) == default:  # the default: unit keys (and caches) as before the parameter
                 params.pop(key)
         params["_sampling_spec"] = ctx.recipe.sampling[sampling].to_dict()
@@ -464,8 +466,8 @@ class RecognizerTask(_RecognizerBase):
     ``hidden`` trunk widths, ``head_hidden`` width of each modality branch (0:
     linear), ``dropout``, ``loss`` mse|mae|bce, ``head_weights`` {modality:
     weight}, ``predict_counts`` (+ ``count_weight``), ``predict_cancer`` (+
-    ``cancer_weight``); training: ``lr``, ``batch_size``, ``max_epochs``,
-    ``patience``, ``weight_decay``, ``standardize`` inputs, ``device``
+    ``cancer_weight``); training: ``lr``, ``lr_schedule`` (``constant``, or ``cosine``: annealed
+    from ``lr`` over ``max_epochs``), ``batch_size``, ``max_epochs``, ``patience``, ``weight_decay``, ``standardize`` inputs, ``device``
     auto|cpu|cuda, ``shortcut`` (default true = ``affine``: a fixed linear path from the input
     to every output, solved to convergence before training: ridge-regressed counts calibrated
     into presence logits, a multinomial logistic cancer head; the network learns the residual
@@ -500,7 +502,7 @@ class RecognizerTask(_RecognizerBase):
                  standardize: bool = True, device: str = "auto", threshold: float = 0.5, drop_empty: bool = True,
                  test_fraction: float = 0.2, val_fraction: float = 0.2, baseline_C: float = 1.0,
                  threads: int = 1, balance: bool = False, batched: bool = False, precision: str = "fp32",
-                 batch_repeats: int = 1, shortcut: bool | str = True):
+                 batch_repeats: int = 1, shortcut: bool | str = True, lr_schedule: str = "constant"):
         self.sampling = sampling
         self.k = k
         self.n_per_k = n_per_k
@@ -535,6 +537,7 @@ class RecognizerTask(_RecognizerBase):
         self.precision = precision
         self.batch_repeats = batch_repeats
         self.shortcut = shortcut
+        self.lr_schedule = lr_schedule
 
     def _models(self) -> list[str]:
         return ["deep", "baseline"] if self.baseline else ["deep"]
@@ -560,7 +563,7 @@ class RecognizerTask(_RecognizerBase):
                               lr=self.lr, batch_size=self.batch_size, max_epochs=self.max_epochs,
                               patience=self.patience, weight_decay=self.weight_decay, standardize=self.standardize,
                               device=self._device(ctx), seed=seed, k_scale=k_scale, threads=self.threads,
-                              balance=self.balance, shortcut=self.shortcut)
+                              balance=self.balance, shortcut=self.shortcut, lr_schedule=self.lr_schedule)
 
 
 class RecognizerBaselineTask(_RecognizerBase):
