@@ -251,13 +251,18 @@ def _epoch(torch: Any, est: DeepRecognizer, P: dict, buf: dict, opt: Any, tr: di
     R, n = tr["X"].shape[0], tr["X"].shape[1]
     bs = max(2, min(est.batch_size, n))
     perm = torch.argsort(torch.rand(R, n, generator=gen), dim=1)
-    rows = torch.arange(R).unsqueeze(1)
+    # network i's row j is row i * n + j of the flattened stack: one index_select per tensor and
+    # minibatch (the same rows as tensor[arange(R)[:, None], perm] gives, ~3x faster)
+    flat = perm + torch.arange(R).unsqueeze(1) * n
+    stacked = {k: (None if v is None else v.reshape(R * n, *v.shape[2:])) for k, v in tr.items()}
     tot = torch.zeros(R)
     for start in range(0, n, bs):
-        idx = perm[:, start:start + bs]
+        idx = flat[:, start:start + bs]
         if idx.shape[1] < 2:  # BatchNorm needs two samples
             continue
-        batch = {k: (None if v is None else v[rows, idx]) for k, v in tr.items()}
+        rows = idx.reshape(-1)
+        batch = {k: (None if v is None else v.index_select(0, rows).view(R, idx.shape[1], *v.shape[1:]))
+                 for k, v in stacked.items()}
         out = _forward(torch, est, P, buf, batch["X"], train=True, rng=rng, offset=batch.get("S"),
                        coffset=batch.get("SC"))
         losses = _losses(torch, est, out, batch["P"], batch["C"], batch["T"], w)
