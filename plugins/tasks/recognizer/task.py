@@ -1,4 +1,3 @@
-# size-exempt: 6 lines over after the linear-shortcut parameters; move the parameter docs out next (issue 15)
 """Recognizer experiments (SPEC 2.3, paper "Identification of Component Embeddings"):
 which modalities (and how many draws of each) make up an aggregate?
 
@@ -44,9 +43,12 @@ figures ``mcc_by_k.png`` (deep vs baseline), ``isolation_vs_composite.png``,
 present stratum, specificity on the absent stratum).
 
 Rooms: this module holds the two registered tasks and their protocol;
-:mod:`~fusionkit_plugins.tasks.recognizer.data` the splits, per-repeat data
-and test metrics; :mod:`~fusionkit_plugins.tasks.recognizer.models` the
-network and the logistic baseline; :mod:`~fusionkit_plugins.tasks.recognizer.paper`
+:mod:`~fusionkit_plugins.tasks.recognizer.checks` the parameters' constraints
+and recipe checks; :mod:`~fusionkit_plugins.tasks.recognizer.data` the splits,
+per-repeat data and test metrics; :mod:`~fusionkit_plugins.tasks.recognizer.models`
+the network; :mod:`~fusionkit_plugins.tasks.recognizer.baseline` and
+:mod:`~fusionkit_plugins.tasks.recognizer.batched` the all-modality logistic
+fit and grouped training; :mod:`~fusionkit_plugins.tasks.recognizer.paper`
 the comparison with the paper; :mod:`~fusionkit_plugins.tasks.recognizer.figures`
 the drawing.
 """
@@ -60,13 +62,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fusionkit import Aggregates, Check, DataError, FusionkitError, Range, Task, Unit, hookimpl
+from fusionkit import Aggregates, DataError, Task, Unit, hookimpl
 from fusionkit.metrics import summarise_rows
-from fusionkit_plugins.sampling.samplers import k_problem
+from fusionkit_plugins.tasks.recognizer.checks import (CONSTRAINTS, DATA_PARAMS, MODES, check_params,
+                                                       recipe_sampling_name)
 from fusionkit_plugins.tasks.recognizer.data import (CANCER_MODALITY, RepeatData, concat_aggregates, evaluate,
                                                      split_indices)
 from fusionkit_plugins.tasks.recognizer.figures import recognizer_figures
-from fusionkit_plugins.tasks.recognizer.models import LR_SCHEDULES, DeepRecognizer, LogisticBaseline
+from fusionkit_plugins.tasks.recognizer.models import DeepRecognizer, LogisticBaseline
 from fusionkit_plugins.tasks.recognizer.paper import clean, paper_comparison
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -77,16 +80,8 @@ __all__ = ["RecognizerTask", "RecognizerBaselineTask", "RepeatData", "split_indi
 
 log = logging.getLogger(__name__)
 
-RECOGNIZER_SAMPLERS = ("modality-level", "cancer-specific")
-MODES = ("isolation", "composite")
-LOSSES = ("mse", "mae", "bce")
 ROW_COLUMNS = ("repeat", "model", "mode", "k", "noise", "perturbation", "modality", "stratum", "metric", "value")
 GROUP_COLUMNS = ("model", "mode", "k", "noise", "perturbation", "modality", "stratum", "metric")
-#: parameters that shape the data, splits and evaluation (shared by every model)
-DATA_PARAMS = ("sampling", "k", "n_per_k", "perturbations", "predict_cancer", "threshold", "drop_empty",
-               "test_fraction", "val_fraction")
-
-
 def _noise_level(ctx: RunContext, name: str) -> Any:
     spec = ctx.recipe.perturbations.get(name)
     frac = spec.params.get("fraction") if spec is not None else None
@@ -94,40 +89,6 @@ def _noise_level(ctx: RunContext, name: str) -> Any:
 
 
 # ----------------------------------------------------------------------------- the task
-
-def _recipe_sampling_name(params: dict[str, Any], recipe: Any) -> tuple[str | None, str | None]:
-    """(entry name, problem) of the sampling entry a recognizer uses."""
-    name = params.get("sampling") or ""
-    table = getattr(recipe, "sampling", {}) or {}
-    if not name:
-        usable = [key for key, spec in table.items() if spec.name in RECOGNIZER_SAMPLERS]
-        if len(usable) == 1:
-            return usable[0], None
-        if not usable:
-            return None, "no modality-level or cancer-specific sampling entry in the recipe"
-        return None, f"several sampling entries could serve ({', '.join(usable)}): name one"
-    if name not in table:
-        return None, f"no sampling entry named {name!r}"
-    spec = table[name]
-    tags = (spec.info.metadata.get("tags") or []) if spec.info else []
-    if spec.name not in RECOGNIZER_SAMPLERS and "recognizer" not in tags:
-        return None, (f"sampling entry {name!r} uses sampler {spec.name!r}; the recognizer needs "
-                      f"modality-level or cancer-specific sampling")
-    return name, None
-
-
-_COUNT, _FRACTION = Range(1, integer=True), Range(0, 1, lo_open=True, hi_open=True)
-#: declared parameter constraints (checked by ``fusionkit validate``)
-_CONSTRAINTS = {"k": Check(lambda k: None if k is None else k_problem(k), "sample counts >= 1"),
-                "n_per_k": _COUNT, "n_repeats": _COUNT, "test_fraction": _FRACTION,
-                "val_fraction": Range(0, 1, hi_open=True), "threshold": Range(0, 1), "threads": _COUNT,
-                "max_iter": _COUNT, "C": Range(0, lo_open=True), "baseline_C": Range(0, lo_open=True),
-                "head_hidden": _COUNT, "max_epochs": _COUNT, "batch_size": _COUNT, "lr": Range(0, lo_open=True),
-                "dropout": Range(0, 1, hi_open=True), "patience": Range(0, integer=True),
-                "precision": Check(lambda v: None if v in ("fp32", "bf16") else f"must be fp32 or bf16, got {v!r}",
-                                   "fp32 or bf16"), "batch_repeats": _COUNT,
-                "lr_schedule": Check(lambda v: None if v in LR_SCHEDULES else
-                                     f"must be one of {', '.join(LR_SCHEDULES)}, got {v!r}", "constant or cosine")}
 
 
 class _RecognizerBase(Task):
@@ -139,52 +100,7 @@ class _RecognizerBase(Task):
     # ------------------------------------------------------------------ validation
     @classmethod
     def check_recipe(cls, params: dict[str, Any], recipe: Any) -> list[tuple[str, str, str]]:
-        out: list[tuple[str, str, str]] = []
-        params = {**cls.default_params(), **params}
-        table = getattr(recipe, "sampling", {}) or {}
-        name, problem = _recipe_sampling_name(params, recipe)
-        if problem:
-            out.append(("params.sampling", problem,
-                        f"sampling entries: {', '.join(f'{k} ({s.name})' for k, s in table.items()) or '(none)'}; "
-                        "add e.g. `sampling: {recognizer: {name: modality-level, params: {k: 3..10}}}`"))
-        for i, p in enumerate(params.get("perturbations") or []):
-            if p not in (getattr(recipe, "perturbations", {}) or {}):
-                out.append((f"params.perturbations[{i}]", f"no perturbation entry named {p!r}",
-                            f"entries: {', '.join(recipe.perturbations) or '(none)'}"))
-        modes = params.get("modes")
-        if isinstance(modes, str):
-            modes = [modes]
-        for m in modes or []:
-            if m not in MODES:
-                out.append(("params.modes", f"unknown mode {m!r}", "modes: isolation, composite"))
-        if modes is not None and not modes:
-            out.append(("params.modes", "no mode given", "modes: [isolation] and/or composite"))
-        if params.get("k") is not None:
-            from fusionkit_plugins.sampling.samplers import parse_k
-
-            try:
-                parse_k(params["k"])
-            except FusionkitError as err:
-                out.append(("params.k", err.message, "e.g. k: [3, 5, 10] or k: 3..10"))
-        repeats = params.get("n_repeats", 1)
-        if not isinstance(repeats, int) or repeats < 1:
-            out.append(("params.n_repeats", f"n_repeats must be a positive integer, got {repeats!r}", ""))
-        loss = params.get("loss", "mse")
-        if loss not in LOSSES:
-            out.append(("params.loss", f"unknown loss {loss!r}", "loss: mse (paper), mae or bce"))
-        mods = set(getattr(recipe, "modalities", {}) or {})
-        for key in (params.get("head_weights") or {}):
-            if mods and key not in mods and key != CANCER_MODALITY:
-                out.append(("params.head_weights", f"head weight for unknown modality {key!r}",
-                            f"modalities: {', '.join(sorted(mods))}"))
-        shortcut = params.get("shortcut", True)
-        if not isinstance(shortcut, bool) and shortcut not in (None, "affine", "homogeneous", "none"):
-            out.append(("params.shortcut", f"unknown shortcut {shortcut!r}",
-                        "shortcut: true (affine), homogeneous, or false"))
-        if params.get("predict_cancer") and name and table[name].name != "cancer-specific":
-            out.append(("params.predict_cancer", "predict_cancer needs cancer-specific sampling",
-                        f"sampling entry {name!r} uses {table[name].name!r}"))
-        return out
+        return check_params({**cls.default_params(), **params}, recipe)
 
     # ------------------------------------------------------------------ helpers
     def _modes(self) -> list[str]:
@@ -266,7 +182,7 @@ class _RecognizerBase(Task):
     def run(self, ctx: RunContext) -> dict[str, Any]:
         from fusionkit_plugins.sampling.samplers import parse_k
 
-        sampling, problem = _recipe_sampling_name({"sampling": self.sampling}, ctx.recipe)
+        sampling, problem = recipe_sampling_name({"sampling": self.sampling}, ctx.recipe)
         if problem:
             raise DataError(problem, where=f"tasks.{ctx.task_name}.params.sampling")
         spec = ctx.recipe.sampling[sampling]
@@ -491,7 +407,7 @@ class RecognizerTask(_RecognizerBase):
 
     group = "recognizer"
 
-    constraints = _CONSTRAINTS
+    constraints = CONSTRAINTS
 
     def __init__(self, sampling: str = "", k: Any = None, n_per_k: int | None = None, n_repeats: int = 30,
                  modes: list | tuple = ("isolation", "composite"), perturbations: list | tuple = (),
@@ -579,7 +495,7 @@ class RecognizerBaselineTask(_RecognizerBase):
     group = "recognizer"
     models = ("baseline",)
 
-    constraints = _CONSTRAINTS
+    constraints = CONSTRAINTS
 
     def __init__(self, sampling: str = "", k: Any = None, n_per_k: int | None = None, n_repeats: int = 30,
                  modes: list | tuple = ("isolation",), perturbations: list | tuple = (), predict_cancer: bool = False,
