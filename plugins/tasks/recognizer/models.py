@@ -230,8 +230,9 @@ def lr_schedule_kind(value: str) -> str:
 def epoch_lr(est: "DeepRecognizer", epoch: int) -> float:
     """The learning rate of ``epoch`` (0-based): ``lr`` throughout (``constant``), or ``cosine``:
     from ``lr`` at the first epoch down a half cosine over ``max_epochs`` (about
-    ``lr * 2.5 / max_epochs^2`` at the last; annealing: the late epochs average out minibatch noise instead of
-    hovering at the constant rate's noise floor, so a network converges in fewer epochs)."""
+    ``lr * 2.5 / max_epochs^2`` at the last), so that the late epochs average out minibatch noise.
+    On the paper-scale composite networks it did not let fewer epochs reach the constant rate's
+    30-epoch result (benchmarks/RESULTS.md, issue 14): the default stays ``constant``."""
     if est.lr_schedule == "constant" or est.max_epochs <= 1:
         return est.lr
     return est.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / est.max_epochs))
