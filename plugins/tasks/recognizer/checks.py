@@ -7,9 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 from fusionkit import Check, FusionkitError, Range
-from fusionkit_plugins.sampling.samplers import k_problem
+from fusionkit_plugins.sampling.samplers import k_problem, parse_k
 from fusionkit_plugins.tasks.recognizer.data import CANCER_MODALITY
-from fusionkit_plugins.tasks.recognizer.models import LR_SCHEDULES
+from fusionkit_plugins.tasks.recognizer.models import LR_SCHEDULES, SHORTCUTS
 
 RECOGNIZER_SAMPLERS = ("modality-level", "cancer-specific")
 MODES = ("isolation", "composite")
@@ -30,7 +30,7 @@ CONSTRAINTS = {"k": Check(lambda k: None if k is None else k_problem(k), "sample
                "precision": Check(lambda v: None if v in ("fp32", "bf16") else f"must be fp32 or bf16, got {v!r}",
                                   "fp32 or bf16"), "batch_repeats": COUNT,
                "lr_schedule": Check(lambda v: None if v in LR_SCHEDULES else
-                                    f"must be one of {', '.join(LR_SCHEDULES)}, got {v!r}", "constant or cosine")}
+                                    f"must be one of {', '.join(LR_SCHEDULES)}, got {v!r}", " or ".join(LR_SCHEDULES))}
 
 
 def recipe_sampling_name(params: dict[str, Any], recipe: Any) -> tuple[str | None, str | None]:
@@ -76,8 +76,6 @@ def check_params(params: dict[str, Any], recipe: Any) -> list[tuple[str, str, st
     if modes is not None and not modes:
         out.append(("params.modes", "no mode given", "modes: [isolation] and/or composite"))
     if params.get("k") is not None:
-        from fusionkit_plugins.sampling.samplers import parse_k
-
         try:
             parse_k(params["k"])
         except FusionkitError as err:
@@ -94,7 +92,7 @@ def check_params(params: dict[str, Any], recipe: Any) -> list[tuple[str, str, st
             out.append(("params.head_weights", f"head weight for unknown modality {key!r}",
                         f"modalities: {', '.join(sorted(mods))}"))
     shortcut = params.get("shortcut", True)
-    if not isinstance(shortcut, bool) and shortcut not in (None, "affine", "homogeneous", "none"):
+    if not isinstance(shortcut, bool) and shortcut not in (None, *SHORTCUTS):
         out.append(("params.shortcut", f"unknown shortcut {shortcut!r}",
                     "shortcut: true (affine), homogeneous, or false"))
     if params.get("predict_cancer") and name and table[name].name != "cancer-specific":

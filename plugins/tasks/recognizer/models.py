@@ -233,7 +233,7 @@ def epoch_lr(est: "DeepRecognizer", epoch: int) -> float:
     ``lr * 2.5 / max_epochs^2`` at the last), so that the late epochs average out minibatch noise.
     On the paper-scale composite networks it did not let fewer epochs reach the constant rate's
     30-epoch result (benchmarks/RESULTS.md, issue 14): the default stays ``constant``."""
-    if est.lr_schedule == "constant" or est.max_epochs <= 1:
+    if est.lr_schedule == "constant":
         return est.lr
     return est.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / est.max_epochs))
 
